@@ -1,0 +1,149 @@
+"""The app factory every service uses.
+
+```
+create_service_app(settings, routers, resources=...)
+  middleware:  RequestContext (X-Request-ID, caller's Authorization) -> BodySizeLimit (413)
+  handlers:    problem+json for ProblemError, validation, HTTP errors, dependency failures
+  routes:      /livez /readyz /metrics, the service's routers under /api/v1/<service>,
+               internal (service-to-service) routers under /internal/v1/<service>,
+               OpenAPI at /api/v1/<service>/openapi.json, docs at /api/v1/<service>/docs
+  app.state:   settings, engine, sessionmaker, redis, revocations, verifier, readiness,
+               http (peer ServiceClients), metrics registry
+  lifespan:    the service's own `resources` context (keys, background tasks) inside ours;
+               readiness turns 503 as soon as shutdown starts; everything is closed on exit
+```
+
+Outgoing HTTP (the JWKS fetch and calls to peers) goes through transports that tests can
+replace with `httpx.MockTransport` via `transports={"jwks": ..., "<peer>": ...}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI
+
+from platform_common.body_limit import BodySizeLimitMiddleware
+from platform_common.db import create_engine, create_sessionmaker
+from platform_common.errors import Problem, install_error_handlers
+from platform_common.health import Readiness
+from platform_common.health import router as health_router
+from platform_common.http import ServiceClient
+from platform_common.observability import instrument_app, setup_logging
+from platform_common.redis import create_redis
+from platform_common.request_context import RequestContextMiddleware
+from platform_common.revocation import RevocationStore
+from platform_common.security import JWKSKeySource, KeySource, TokenVerifier
+from platform_common.settings import ServiceSettings
+
+Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (401, 403, 404, 422, 503)
+}
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    internal_routers: Sequence[APIRouter] = (),
+    peers: dict[str, str] | None = None,
+    resources: Resources | None = None,
+    key_source: Callable[[FastAPI], KeySource] | None = None,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    version: str = "1.0.0",
+) -> FastAPI:
+    """Build a service. `peers` maps a peer's name to its base URL."""
+    transports = transports or {}
+    prefix = f"/api/v1/{settings.service_name}"
+    # Fail fast (before serving anything) when production settings are incomplete.
+    database_url = settings.resolved_database_url()
+    redis_url = settings.resolved_redis_url()
+    setup_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jwks_http = httpx.AsyncClient(
+            timeout=settings.http_timeout_seconds, transport=transports.get("jwks")
+        )
+        app.state.http = {
+            name: ServiceClient(
+                name,
+                url,
+                timeout_seconds=settings.http_timeout_seconds,
+                transport=transports.get(name),
+            )
+            for name, url in (peers or {}).items()
+        }
+        try:
+            if resources is not None:
+                async with resources(app):
+                    app.state.verifier = _verifier(app, jwks_http)
+                    yield
+            else:
+                app.state.verifier = _verifier(app, jwks_http)
+                yield
+        finally:
+            app.state.readiness.draining = True
+            for client in app.state.http.values():
+                await client.aclose()
+            await jwks_http.aclose()
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    def _verifier(app: FastAPI, jwks_http: httpx.AsyncClient) -> TokenVerifier:
+        keys = (
+            key_source(app)
+            if key_source is not None
+            else JWKSKeySource(
+                settings.jwks_url,
+                jwks_http,
+                cache_seconds=settings.jwks_cache_seconds,
+                min_refresh_interval=settings.jwks_min_refresh_interval_seconds,
+            )
+        )
+        return TokenVerifier(
+            keys,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            algorithms=settings.jwt_algorithms,
+            revocations=app.state.revocations,
+        )
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        openapi_url=f"{prefix}/openapi.json",
+        docs_url=f"{prefix}/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
+        responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.engine = create_engine(settings, database_url)
+    app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    app.state.redis = create_redis(settings, redis_url)
+    app.state.revocations = RevocationStore(app.state.redis, settings.revocation_cache_seconds)
+    app.state.readiness = Readiness()
+
+    install_error_handlers(app)
+    app.include_router(health_router)
+    for router in routers:
+        app.include_router(router, prefix=prefix)
+    # Service-to-service endpoints live outside the prefix: the ingress never routes them.
+    for router in internal_routers:
+        app.include_router(router)
+    app.state.metrics_registry = instrument_app(app, settings)
+    # Added last = outermost: the request id exists before anything else runs.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

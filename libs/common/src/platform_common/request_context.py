@@ -1,0 +1,63 @@
+"""Per-request context: the request id and the caller's credentials.
+
+`X-Request-ID` is echoed when the caller sends a sane one, else generated. Both it and the
+caller's `Authorization` header live in context variables so that error bodies, logs and
+outgoing calls to other services (`platform_common.http`) carry them without threading them
+through every function.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_authorization: ContextVar[str | None] = ContextVar("authorization", default=None)
+# Only ids that are safe to log and echo: bounded length, no control characters.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def current_authorization() -> str | None:
+    """The incoming request's Authorization header, to propagate to other services."""
+    return _authorization.get()
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware (BaseHTTPMiddleware would break streaming and contextvars)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = authorization = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        request_id = incoming if incoming and _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        id_token = _request_id.set(request_id)
+        auth_token = _authorization.set(authorization)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(id_token)
+            _authorization.reset(auth_token)

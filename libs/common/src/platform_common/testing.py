@@ -1,0 +1,267 @@
+"""Shared test infrastructure: where the database and Redis come from, and token minting.
+
+Every service's `tests/conftest.py` imports these fixtures. The backing services are, in
+order of preference:
+
+1. `TEST_DATABASE_URL` / `TEST_REDIS_URL` from the environment (CI always sets them);
+2. testcontainers, when a Docker engine answers;
+3. the embedded defaults: a SQLite file per test session and the embedded redis-server.
+
+With `CI=true`, a missing PostgreSQL or Redis fails the run; it never falls back or skips.
+Each xdist worker gets its own databases (one per service) and its own Redis database
+number, so the suite is parallel-safe; tables are emptied and Redis flushed between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jose import jwk, jwt
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from platform_common.embedded_redis import ensure_embedded_redis
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return (
+            subprocess.run(
+                ["docker", "info"],
+                capture_output=True,
+                timeout=5,
+                check=False,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def worker_number() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+@dataclass
+class Backends:
+    """The database server (or SQLite folder) and Redis this test session uses."""
+
+    kind: str  # "postgresql" or "sqlite"
+    admin_url: str | None
+    redis_url: str
+    sqlite_dir: Path | None = None
+    created: list[str] = field(default_factory=list)
+
+    async def create_database(self, name: str) -> str:
+        """A fresh, empty database; its URL."""
+        name = f"test_{name}_{worker_number()}_{uuid.uuid4().hex[:8]}"
+        if self.kind == "sqlite":
+            assert self.sqlite_dir is not None
+            return f"sqlite+aiosqlite:///{self.sqlite_dir / (name + '.db')}"
+        assert self.admin_url is not None
+        admin = create_async_engine(
+            self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+        )
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await admin.dispose()
+        self.created.append(name)
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    async def drop_databases(self) -> None:
+        if self.kind != "postgresql" or not self.created:
+            return
+        assert self.admin_url is not None
+        admin = create_async_engine(
+            self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+        )
+        async with admin.connect() as conn:
+            for name in self.created:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+        self.created.clear()
+
+
+def _redis_url_for_worker(url: str) -> str:
+    """Each xdist worker uses its own Redis database number (1..15)."""
+    parsed = (
+        make_url(url.replace("redis://", "redis+x://", 1)) if url.startswith("redis://") else None
+    )
+    if parsed is None:
+        return url
+    db = 1 + worker_number() % 15
+    return (
+        parsed.set(database=str(db))
+        .render_as_string(hide_password=False)
+        .replace("redis+x://", "redis://", 1)
+    )
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    db_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if _in_ci() and not (db_url and redis_url):
+        pytest.fail(
+            "CI=true but TEST_DATABASE_URL / TEST_REDIS_URL are not set: refusing to "
+            "fall back to embedded stand-ins."
+        )
+    containers: list[Any] = []
+    if (not db_url or not redis_url) and _docker_available():
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.redis import RedisContainer
+
+        if not db_url:
+            pg = PostgresContainer("postgres:16-alpine", driver="asyncpg")
+            pg.start()
+            containers.append(pg)
+            db_url = pg.get_connection_url()
+        if not redis_url:
+            rc = RedisContainer("redis:7-alpine")
+            rc.start()
+            containers.append(rc)
+            redis_url = f"redis://{rc.get_container_host_ip()}:{rc.get_exposed_port(6379)}/0"
+    tmp = tmp_path_factory.mktemp("backends")
+    if not redis_url:
+        redis_url = ensure_embedded_redis(tmp / "redis")
+    if db_url:
+        backends = Backends("postgresql", db_url, _redis_url_for_worker(redis_url))
+    else:
+        backends = Backends("sqlite", None, _redis_url_for_worker(redis_url), sqlite_dir=tmp)
+    try:
+        yield backends
+    finally:
+        for container in containers:
+            container.stop()
+
+
+async def empty_tables(engine: AsyncEngine, metadata: MetaData) -> None:
+    tables = [t for t in metadata.sorted_tables if t.name != "alembic_version"]
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            if names:
+                await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                await conn.execute(table.delete())
+
+
+async def flush_redis(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+class TokenFactory:
+    """Mints access tokens the way auth does, with a key of its own, for services' tests.
+
+    `jwks()` is what auth would publish; serve it to the app under test through an
+    `httpx.MockTransport`.
+    """
+
+    def __init__(self, issuer: str, audience: str, kid: str | None = None) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.private_key = ec.generate_private_key(ec.SECP256R1())
+        self.private_pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        self.kid = kid or uuid.uuid4().hex
+        public_pem = (
+            self.private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        self.public_jwk = jwk.construct(public_pem, "ES256").to_dict()
+        self.public_jwk.update({"kid": self.kid, "use": "sig", "alg": "ES256"})
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk]}
+
+    def mint(
+        self,
+        *,
+        sub: str | None = None,
+        role: str = "user",
+        sid: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+        ttl: timedelta = timedelta(minutes=15),
+        **extra: Any,
+    ) -> str:
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": sub or str(uuid.uuid4()),
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "role": role,
+        }
+        if not claims["sub"].startswith("svc:"):
+            claims["sid"] = sid or str(uuid.uuid4())
+        if email:
+            claims["email"] = email
+        if name:
+            claims["name"] = name
+        claims.update(extra)
+        return str(
+            jwt.encode(claims, self.private_pem, algorithm="ES256", headers={"kid": self.kid})
+        )
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+__all__ = [
+    "AsyncIterator",
+    "Backends",
+    "TokenFactory",
+    "backends",
+    "empty_tables",
+    "flush_redis",
+    "wait_for",
+    "worker_number",
+]

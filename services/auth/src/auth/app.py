@@ -1,0 +1,95 @@
+"""The auth service's app factory (`uvicorn --factory auth.app:create_app`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from auth.api import router
+from auth.config import AuthSettings, get_settings
+from auth.keys import KeyRing
+from auth.outbox import OutboxRelay
+from auth.passwords import PasswordHasher
+from auth.service import AuthService
+from auth.throttle import LoginThrottle
+from auth.tokens import TokenIssuer
+from platform_common.app import create_service_app
+from platform_common.security import StaticKeySource
+
+DESCRIPTION = """
+Registration, login, access and refresh tokens, sessions and revocation.
+
+Access tokens are ES256 JWTs; verify them with the keys at `/api/v1/auth/jwks.json`.
+Errors are `application/problem+json` (RFC 9457), except on the OAuth2 endpoint
+`/api/v1/auth/token`, which answers in RFC 6749 form. Use the **Authorize** button with an
+email and password to try the authenticated endpoints.
+"""
+
+
+def create_app(
+    settings: AuthSettings | None = None,
+    *,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    run_outbox: bool = True,
+) -> FastAPI:
+    settings = settings or get_settings()
+    keyring = KeyRing.load(
+        settings.resolved_signing_keys_dir(), create_if_missing=not settings.is_production
+    )
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    issuer = TokenIssuer(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+
+    @contextlib.asynccontextmanager
+    async def resources(app: FastAPI) -> AsyncIterator[None]:
+        app.state.keyring = keyring
+        app.state.issuer = issuer
+        app.state.auth_service = AuthService(
+            settings,
+            hasher=hasher,
+            issuer=issuer,
+            throttle=LoginThrottle(
+                app.state.redis,
+                max_failures_per_account=settings.login_max_failures_per_account,
+                account_window_seconds=settings.login_account_window_seconds,
+                max_attempts_per_ip=settings.login_max_attempts_per_ip,
+                ip_window_seconds=settings.login_ip_window_seconds,
+            ),
+            revocations=app.state.revocations,
+        )
+        app.state.outbox = OutboxRelay(
+            app.state.sessionmaker,
+            app.state.http["users"],
+            issuer,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = create_service_app(
+        settings,
+        title="auth",
+        description=DESCRIPTION,
+        routers=[router],
+        peers={"users": settings.users_url},
+        resources=resources,
+        # auth verifies its own tokens with the keys it holds: no HTTP call to itself.
+        key_source=lambda app: StaticKeySource(keyring.jwks()["keys"]),
+        transports=transports,
+    )
+    # Keys are loaded before start-up so that /jwks.json works as soon as the app exists.
+    app.state.keyring = keyring
+    return app

@@ -1,0 +1,65 @@
+"""The auth service's settings, read once from `AUTH_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from platform_common.settings import ServiceSettings
+
+
+class ServiceClient(BaseModel):
+    """An OAuth2 client-credentials client: another service calling with its own identity."""
+
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[str] = []
+
+
+class AuthSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
+
+    service_name: str = "auth"
+
+    # Signing keys: `current.pem` signs, every other *.pem in the folder is still published
+    # in the JWKS so that tokens signed before a rotation stay valid until they expire.
+    signing_keys_dir: Path | None = None
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
+    service_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+
+    # Argon2id cost (OWASP's second recommended profile by default; tests lower it).
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19_456, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    # Login throttling: failures per account, attempts per client address.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_account_window_seconds: int = Field(default=900, ge=1)
+    login_max_attempts_per_ip: int = Field(default=30, ge=1)
+    login_ip_window_seconds: int = Field(default=60, ge=1)
+
+    # OAuth2 client-credentials clients, as JSON: {"name": {"secret_sha256": ..., "scopes": []}}
+    service_clients: dict[str, ServiceClient] = {}
+
+    # Where auth delivers user events (the users service).
+    users_url: str = "http://127.0.0.1:8002"
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # Seeded by `auth-migrate` (standard names, no prefix).
+    platform_admin_email: str | None = Field(default=None, validation_alias="PLATFORM_ADMIN_EMAIL")
+    platform_admin_password: SecretStr | None = Field(
+        default=None, validation_alias="PLATFORM_ADMIN_PASSWORD"
+    )
+
+    def resolved_signing_keys_dir(self) -> Path:
+        if self.signing_keys_dir is not None:
+            return self.signing_keys_dir
+        return self.data_dir / "auth-keys"
+
+
+@lru_cache
+def get_settings() -> AuthSettings:
+    return AuthSettings()

@@ -1,0 +1,52 @@
+"""auth's errors, each with its HTTP status and stable `code`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platform_common.errors import Conflict, Forbidden, NotFound, ProblemError, Unauthorized
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    title = "Email already registered"
+
+
+class WeakPassword(ProblemError):
+    status = 422
+    code = "weak_password"
+    title = "Password does not meet the policy"
+
+    def __init__(self, reason: str, field: str = "password") -> None:
+        errors: list[dict[str, Any]] = [{"field": field, "message": reason, "type": self.code}]
+        super().__init__(reason, extra={"errors": errors})
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+
+    def __init__(self, detail: str = "The email or password is incorrect.") -> None:
+        super().__init__(detail)
+
+
+class AccountDisabled(Forbidden):
+    code = "account_disabled"
+    title = "Account disabled"
+
+
+class InvalidRefreshToken(Unauthorized):
+    code = "invalid_refresh_token"
+    title = "Invalid refresh token"
+
+
+class SessionNotFound(NotFound):
+    code = "not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class InvalidClient(Unauthorized):
+    code = "invalid_client"

@@ -1,0 +1,45 @@
+"""`auth-migrate`: apply auth's migrations, then seed the platform admin when configured.
+
+Runs as its own step (a Kubernetes Job, `make up`), never at app start-up. Idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from auth.config import AuthSettings, get_settings
+from platform_common import migrations
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+logger = logging.getLogger("auth.migrate")
+
+
+async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
+    """Create (or promote) the platform admin; True when the account was created."""
+    from auth.app import create_app
+
+    app = create_app(settings, run_outbox=False)
+    async with app.router.lifespan_context(app):
+        async with app.state.sessionmaker() as db, db.begin():
+            _, created = await app.state.auth_service.ensure_admin(db, email, password)
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    migrations.upgrade(MIGRATIONS, settings.resolved_database_url())
+    logger.info("auth database is at the latest revision")
+    email = settings.platform_admin_email
+    password = settings.platform_admin_password
+    if email and password:
+        created = asyncio.run(seed_admin(settings, email, password.get_secret_value()))
+        logger.info("platform admin %s %s", email, "created" if created else "already present")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

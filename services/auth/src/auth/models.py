@@ -1,0 +1,75 @@
+"""auth's tables: accounts, sessions, refresh tokens and the outbox of user events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from platform_common.models import Base, Timestamps, UUIDPrimaryKey, utcnow
+
+
+class User(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "users"
+
+    # Stored lower-cased: uniqueness is case-insensitive on every backend.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sessions: Mapped[list[Session]] = relationship(back_populates="user", lazy="raise")
+
+
+class Session(UUIDPrimaryKey, Base):
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id_ended_at", "user_id", "ended_at"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(back_populates="sessions", lazy="raise")
+
+
+class RefreshToken(UUIDPrimaryKey, Base):
+    __tablename__ = "refresh_tokens"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    # SHA-256 of the opaque token: the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    rotated_at: Mapped[datetime | None]
+
+
+class OutboxEvent(UUIDPrimaryKey, Base):
+    """User events written in the same transaction as the change, delivered to users later.
+
+    See docs/architecture.md: registration never depends on users being up, and no
+    committed event is lost; delivery is at-least-once and users applies events idempotently.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),)
+
+    event_type: Mapped[str] = mapped_column(String(64))
+    aggregate_id: Mapped[uuid.UUID]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)

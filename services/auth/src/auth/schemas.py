@@ -1,0 +1,77 @@
+"""Request and response bodies of the auth API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class UserCreate(BaseModel):
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(max_length=4096, description="8 to 128 characters, not a common one")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Literal["user", "admin"]
+    is_active: bool
+    created_at: datetime
+
+
+class LoginRequest(BaseModel):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=4096)
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=4096)
+    new_password: str = Field(max_length=4096)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class ServiceToken(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    scope: str
+
+
+class SessionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    current: bool = Field(default=False, description="This is the session of the caller's token")
+
+
+class OpenIDConfiguration(BaseModel):
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    grant_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    response_types_supported: list[str]
+    subject_types_supported: list[str]
+    scopes_supported: list[str]
