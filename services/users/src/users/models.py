@@ -1,0 +1,54 @@
+"""users' table: one profile per registered account.
+
+The row's id is the account's id in auth. auth owns email, role and activation (delivered as
+versioned events, see `service.apply_event`); users owns the name once the profile exists.
+
+Search (`q`) is a substring match on lower(name) and lower(email). On PostgreSQL two trigram
+GIN indexes make it fast at any size; they exist only there (`ddl_if` here, a dialect branch
+in the migration), and `POSTGRESQL_ONLY` marks them for the drift check.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from platform_common.models import Base, Timestamps
+
+# `Index.info` key naming the only dialect an index exists on.
+ONLY_DIALECT = "only_dialect"
+
+
+class Profile(Timestamps, Base):
+    __tablename__ = "profiles"
+
+    # auth's user id: never generated here.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # The `version` (microseconds) of the newest auth event applied; 0 before any event.
+    source_version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        # The admin list: ORDER BY created_at, id, optionally filtered by is_active.
+        Index("ix_profiles_created_at_id", "created_at", "id"),
+        Index("ix_profiles_is_active_created_at_id", "is_active", "created_at", "id"),
+        Index(
+            "ix_profiles_name_trgm",
+            func.lower(name).label("lower_name"),
+            postgresql_using="gin",
+            postgresql_ops={"lower_name": "gin_trgm_ops"},
+            info={ONLY_DIALECT: "postgresql"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_profiles_email_trgm",
+            func.lower(email).label("lower_email"),
+            postgresql_using="gin",
+            postgresql_ops={"lower_email": "gin_trgm_ops"},
+            info={ONLY_DIALECT: "postgresql"},
+        ).ddl_if(dialect="postgresql"),
+    )

@@ -1,0 +1,70 @@
+"""Request and response bodies of the users API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Role = Literal["user", "admin"]
+
+MAX_LOOKUP_IDS = 100
+
+
+class ProfileRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrganizationSummary(BaseModel):
+    """One of the caller's organizations, as orgs reports it."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    role: str = Field(description="The caller's role in the organization")
+
+
+class MeRead(ProfileRead):
+    organizations: list[OrganizationSummary] | None = Field(
+        description="The caller's organizations (at most 100), or null when orgs is unavailable"
+    )
+
+
+class ProfileUpdate(BaseModel):
+    name: Name | None = Field(default=None, description="Omitted or null: unchanged")
+
+
+class LookupRequest(BaseModel):
+    ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_LOOKUP_IDS)
+
+
+class UserSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    email: str
+
+
+class UserEvent(BaseModel):
+    """A user event from auth's outbox (`PUT /internal/v1/users/{id}`)."""
+
+    event: Literal["user.registered", "user.disabled", "user.enabled", "user.updated"]
+    id: uuid.UUID
+    email: str = Field(min_length=1, max_length=320)
+    name: Name
+    role: Role
+    is_active: bool
+    created_at: datetime
+    version: int = Field(ge=1, description="Microseconds since the epoch; newer wins")

@@ -1,0 +1,176 @@
+"""users' rules: profile provisioning, the caller's view of itself, lookups and search.
+
+```
+profile row (id = auth's user id)
+  created by   whichever comes first:
+                 - PUT /internal/v1/users/{id} (auth's outbox: user.registered, ...)
+                 - the user's first GET/PATCH /me (just in time, from the token's claims)
+               both with INSERT ... ON CONFLICT DO NOTHING, so they race safely
+  email, role, is_active   auth's; an event applies them only when its `version` is newer
+  name                     users' once the row exists; events never overwrite it
+```
+
+No FastAPI here; the request edge commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from platform_common.errors import DependencyTimeout, DependencyUnavailable
+from platform_common.http import ServiceClient
+from platform_common.models import utcnow
+from platform_common.security import Principal
+from users.errors import EventIdMismatch, ProfileNotFound
+from users.models import Profile
+from users.repository import ProfileRepository
+from users.schemas import OrganizationSummary, ProfileUpdate, UserEvent
+
+logger = logging.getLogger(__name__)
+
+# orgs pages are at most 100 long; /me shows the first page.
+ORGS_PAGE_LIMIT = 100
+_organizations = TypeAdapter(list[OrganizationSummary])
+
+
+@dataclass(frozen=True)
+class Me:
+    profile: Profile
+    # None when orgs could not answer: the profile is still served (degraded).
+    organizations: list[OrganizationSummary] | None
+
+
+class UsersService:
+    def __init__(self, orgs: ServiceClient) -> None:
+        self.orgs = orgs
+
+    # The caller ----------------------------------------------------------------------------
+
+    async def get_or_provision(self, db: AsyncSession, principal: Principal) -> Profile:
+        """The caller's profile, created from the token's claims when auth's event is late."""
+        profiles = ProfileRepository(db)
+        profile = await profiles.get(principal.user_id)
+        if profile is not None:
+            return profile
+        if not principal.email or not principal.name:
+            raise ProfileNotFound("No profile exists for this account yet.")
+        now = utcnow()
+        await profiles.insert_if_absent(
+            {
+                "id": principal.user_id,
+                "email": principal.email.lower(),
+                "name": principal.name,
+                "role": principal.role,
+                "is_active": True,
+                # 0: any event from auth is newer than what the token said.
+                "source_version": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        profile = await profiles.get(principal.user_id)
+        if profile is None:  # pragma: no cover - the row was just inserted or already there
+            raise ProfileNotFound
+        return profile
+
+    async def me(self, db: AsyncSession, principal: Principal) -> Me:
+        # orgs first: a slow orgs then does not hold a database connection while we wait.
+        organizations = await self.organizations_of_caller()
+        profile = await self.get_or_provision(db, principal)
+        return Me(profile, organizations)
+
+    async def organizations_of_caller(self) -> list[OrganizationSummary] | None:
+        """The caller's orgs, asked with the caller's own token; None when orgs fails."""
+        try:
+            response = await self.orgs.request(
+                "GET", "/api/v1/orgs", params={"limit": ORGS_PAGE_LIMIT}
+            )
+        except (DependencyUnavailable, DependencyTimeout) as exc:
+            logger.warning("orgs unavailable for /me: %s", exc.detail)
+            return None
+        if response.status_code != 200:
+            logger.warning("orgs answered %d for /me", response.status_code)
+            return None
+        try:
+            return _organizations.validate_python(response.json()["items"])
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            logger.warning("orgs answered an unexpected body for /me: %r", exc)
+            return None
+
+    async def update_me(
+        self, db: AsyncSession, principal: Principal, data: ProfileUpdate
+    ) -> Profile:
+        profile = await self.get_or_provision(db, principal)
+        if data.name is not None and data.name != profile.name:
+            profile.name = data.name
+            await db.flush()
+        return profile
+
+    # Other profiles ------------------------------------------------------------------------
+
+    async def get_profile(
+        self, db: AsyncSession, principal: Principal, user_id: uuid.UUID
+    ) -> Profile:
+        if user_id == principal.user_id:
+            return await self.get_or_provision(db, principal)
+        # Anyone else's profile is 404, not 403: ids of other users are not confirmed.
+        if not principal.is_admin:
+            raise ProfileNotFound
+        profile = await ProfileRepository(db).get(user_id)
+        if profile is None:
+            raise ProfileNotFound
+        return profile
+
+    async def lookup(self, db: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Profile]:
+        """The profiles that exist, in the order asked, each once."""
+        wanted = list(dict.fromkeys(ids))
+        found = {p.id: p for p in await ProfileRepository(db).list_by_ids(wanted)}
+        return [found[i] for i in wanted if i in found]
+
+    async def list_profiles(
+        self,
+        db: AsyncSession,
+        *,
+        q: str | None,
+        is_active: bool | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[Sequence[Profile], int]:
+        return await ProfileRepository(db).search(
+            q=q.strip() if q else None, is_active=is_active, offset=offset, limit=limit
+        )
+
+    # Events from auth ----------------------------------------------------------------------
+
+    async def apply_event(self, db: AsyncSession, user_id: uuid.UUID, event: UserEvent) -> Profile:
+        """Idempotent: replays and out-of-order (older) events change nothing."""
+        if event.id != user_id:
+            raise EventIdMismatch
+        profiles = ProfileRepository(db)
+        owned_by_auth = {
+            "email": event.email.lower(),
+            "role": event.role,
+            "is_active": event.is_active,
+            "created_at": event.created_at,
+        }
+        created = await profiles.insert_if_absent(
+            {
+                "id": user_id,
+                "name": event.name,
+                "source_version": event.version,
+                "updated_at": utcnow(),
+                **owned_by_auth,
+            }
+        )
+        if not created:
+            await profiles.update_if_newer(user_id, event.version, owned_by_auth)
+        profile = await profiles.get(user_id)
+        if profile is None:  # pragma: no cover - inserted above or already there
+            raise ProfileNotFound
+        return profile
