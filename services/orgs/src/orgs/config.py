@@ -1,0 +1,26 @@
+"""The orgs service's settings, read once from `ORGS_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from platform_common.settings import ServiceSettings
+
+
+class OrgsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORGS_", extra="ignore", frozen=True)
+
+    service_name: str = "orgs"
+
+    # The users service: names and emails of members, and whether a user id exists.
+    users_url: str = "http://127.0.0.1:8002"
+
+    invitation_ttl_days: int = Field(default=7, ge=1, le=90)
+
+
+@lru_cache
+def get_settings() -> OrgsSettings:
+    return OrgsSettings()

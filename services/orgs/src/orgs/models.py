@@ -1,0 +1,64 @@
+"""orgs' tables: organizations, their memberships and pending invitations.
+
+The database enforces what must hold under concurrency: one membership per (org, user)
+(a unique constraint, so two simultaneous adds cannot both succeed), valid role names (a
+CHECK constraint), and single-use invitation tokens (stored as unique SHA-256 hashes).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orgs.roles import ROLE_VALUES
+from platform_common.models import Base, Timestamps, UUIDPrimaryKey, utcnow
+
+__all__ = ["Base", "Invitation", "Membership", "Organization"]
+
+_ROLE_CHECK = "role IN ({})".format(", ".join(f"'{role}'" for role in ROLE_VALUES))
+
+
+class Organization(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "organizations"
+
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+
+
+class Membership(UUIDPrimaryKey, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("org_id", "user_id"),
+        CheckConstraint(_ROLE_CHECK, name="role_valid"),
+        # "Which orgs is this user in" (GET /orgs, and every slug -> role resolution).
+        Index("ix_memberships_user_id_org_id", "user_id", "org_id"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID]
+    role: Mapped[str] = mapped_column(String(16))
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Invitation(UUIDPrimaryKey, Base):
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint(_ROLE_CHECK, name="role_valid"),
+        Index("ix_invitations_org_id_created_at", "org_id", "created_at"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # Stored lower-cased; matched case-insensitively against the accepting caller's email.
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    # SHA-256 of the token: the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by: Mapped[uuid.UUID | None]
+    revoked_at: Mapped[datetime | None]
