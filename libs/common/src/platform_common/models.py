@@ -1,4 +1,14 @@
-"""Declarative base, naming convention and the column mixins every service's models use."""
+"""Naming convention, column types and mixins every service's models use.
+
+Each service declares its OWN declarative base, so that its tables, its class registry and
+its migrations never see another service's (all three are imported in one test process):
+
+```python
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+```
+"""
 
 from __future__ import annotations
 
@@ -6,9 +16,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid, func
+from sqlalchemy import DateTime, TypeDecorator, Uuid, func
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,9 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
 
 
 class UUIDPrimaryKey:

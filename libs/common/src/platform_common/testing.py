@@ -42,12 +42,13 @@ def _in_ci() -> bool:
 
 
 def _docker_available() -> bool:
-    if not shutil.which("docker"):
+    docker = shutil.which("docker")
+    if not docker:
         return False
     try:
         return (
-            subprocess.run(
-                ["docker", "info"],
+            subprocess.run(  # noqa: S603 - the docker CLI found on PATH
+                [docker, "info"],
                 capture_output=True,
                 timeout=5,
                 check=False,
@@ -241,17 +242,17 @@ class TokenFactory:
         )
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.05) -> Any:
     """Poll an async predicate until it returns something truthy."""
     import asyncio
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = await predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
 
 
@@ -259,9 +260,22 @@ __all__ = [
     "AsyncIterator",
     "Backends",
     "TokenFactory",
+    "assert_problem",
     "backends",
     "empty_tables",
     "flush_redis",
     "wait_for",
     "worker_number",
 ]
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Assert an RFC 9457 problem response with the given status and stable code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body

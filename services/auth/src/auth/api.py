@@ -38,8 +38,7 @@ router = APIRouter(tags=["auth"])
     responses={409: {"description": "email_taken"}, 422: {"description": "weak_password"}},
 )
 async def register(data: UserCreate, db: SessionDep, auth: AuthServiceDep) -> Any:
-    user = await auth.register(db, data)
-    return user
+    return await auth.register(db, data)
 
 
 @router.post("/login", response_model=TokenPair, responses={429: {"description": "rate_limited"}})

@@ -30,6 +30,13 @@ class InvalidCredentials(Unauthorized):
         super().__init__(detail)
 
 
+class WrongPassword(Forbidden):
+    """The caller is authenticated, but the password it confirmed with is wrong."""
+
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+
+
 class AccountDisabled(Forbidden):
     code = "account_disabled"
     title = "Account disabled"
@@ -38,6 +45,12 @@ class AccountDisabled(Forbidden):
 class InvalidRefreshToken(Unauthorized):
     code = "invalid_refresh_token"
     title = "Invalid refresh token"
+
+
+class RefreshTokenReused(InvalidRefreshToken):
+    """The session has been ended because of the reuse; that must be committed."""
+
+    commit_changes = True
 
 
 class SessionNotFound(NotFound):

@@ -22,10 +22,9 @@ async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
     from auth.app import create_app
 
     app = create_app(settings, run_outbox=False)
-    async with app.router.lifespan_context(app):
-        async with app.state.sessionmaker() as db, db.begin():
-            _, created = await app.state.auth_service.ensure_admin(db, email, password)
-    return created
+    async with app.router.lifespan_context(app), app.state.sessionmaker() as db, db.begin():
+        _, created = await app.state.auth_service.ensure_admin(db, email, password)
+    return bool(created)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,21 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from platform_common.models import Base, Timestamps, UUIDPrimaryKey, utcnow
+from platform_common.models import (
+    NAMING_CONVENTION,
+    TYPE_ANNOTATION_MAP,
+    Timestamps,
+    UUIDPrimaryKey,
+    utcnow,
+)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 class User(UUIDPrimaryKey, Timestamps, Base):

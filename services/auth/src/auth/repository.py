@@ -138,7 +138,7 @@ class OutboxRepository:
             .order_by(OutboxEvent.created_at, OutboxEvent.id)
             .limit(limit)
         )
-        if self.session.bind.dialect.name == "postgresql":
+        if self.session.get_bind().dialect.name == "postgresql":
             statement = statement.with_for_update(skip_locked=True)
         result = await self.session.execute(statement)
         return result.scalars().all()

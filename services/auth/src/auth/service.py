@@ -7,8 +7,8 @@ over-revoke (the client logs in again), never leave an ended session usable.
 
 from __future__ import annotations
 
-import hmac
 import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,8 +23,10 @@ from auth.errors import (
     InvalidClient,
     InvalidCredentials,
     InvalidRefreshToken,
+    RefreshTokenReused,
     SessionNotFound,
     UserNotFound,
+    WrongPassword,
 )
 from auth.models import OutboxEvent, RefreshToken, Session, User
 from auth.passwords import PasswordHasher, check_password_policy
@@ -201,7 +203,7 @@ class AuthService:
             await self._end_sessions(
                 db, auth_session.user_id, reason="refresh_reuse", session_ids=[auth_session.id]
             )
-            raise InvalidRefreshToken(
+            raise RefreshTokenReused(
                 "The refresh token was already used; the session has been ended."
             )
         user = await UserRepository(db).get(auth_session.user_id)
@@ -282,7 +284,7 @@ class AuthService:
             raise InvalidCredentials("The account is not active.")
         valid, _ = await self.hasher.verify(current_password, user.password_hash)
         if not valid:
-            raise InvalidCredentials("The current password is incorrect.")
+            raise WrongPassword("The current password is incorrect.")
         check_password_policy(new_password, user.email)
         user.password_hash = await self.hasher.hash(new_password)
         user.password_changed_at = utcnow()

@@ -1,0 +1,101 @@
+"""Admin disable/enable, the JWKS, OIDC discovery, and key rotation."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+from jose import jwt
+
+from auth.keys import KeyRing, generate_key_file
+from platform_common.testing import assert_problem
+
+
+def bearer(tokens: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def test_disable_ends_sessions_and_blocks_login(client: httpx.AsyncClient, api, app) -> None:  # type: ignore[no-untyped-def]
+    user, tokens = await api.user_with_tokens()
+    admin = await api.admin_tokens(app)
+    r = await client.post(f"/api/v1/auth/users/{user['id']}/disable", headers=bearer(admin))
+    assert r.status_code == 204
+    assert (await client.get("/api/v1/auth/sessions", headers=bearer(tokens))).status_code == 401
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert refresh.status_code == 401
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"email": user["email"], "password": "a perfectly fine passphrase"},
+    )
+    assert_problem(login, 403, "account_disabled")
+
+    r = await client.post(f"/api/v1/auth/users/{user['id']}/enable", headers=bearer(admin))
+    assert r.status_code == 204
+    await api.login(user["email"])
+
+
+async def test_only_admins_disable(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    victim, victim_tokens = await api.user_with_tokens()
+    _, attacker = await api.user_with_tokens()
+    r = await client.post(f"/api/v1/auth/users/{victim['id']}/disable", headers=bearer(attacker))
+    assert_problem(r, 403, "forbidden")
+    anonymous = await client.post(f"/api/v1/auth/users/{victim['id']}/disable")
+    assert_problem(anonymous, 401, "not_authenticated")
+    assert (
+        await client.get("/api/v1/auth/sessions", headers=bearer(victim_tokens))
+    ).status_code == 200
+
+
+async def test_disable_unknown_user(client: httpx.AsyncClient, api, app) -> None:  # type: ignore[no-untyped-def]
+    admin = await api.admin_tokens(app)
+    r = await client.post(f"/api/v1/auth/users/{uuid.uuid4()}/disable", headers=bearer(admin))
+    assert_problem(r, 404, "user_not_found")
+
+
+async def test_admin_tokens_carry_the_admin_role(api, app) -> None:  # type: ignore[no-untyped-def]
+    admin = await api.admin_tokens(app)
+    assert jwt.get_unverified_claims(admin["access_token"])["role"] == "admin"
+
+
+async def test_jwks_and_discovery(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    jwks = (await client.get("/api/v1/auth/jwks.json")).json()
+    assert jwks["keys"] and all({"kid", "kty", "alg", "use"} <= k.keys() for k in jwks["keys"])
+    assert all("d" not in k for k in jwks["keys"])  # never the private half
+    _, tokens = await api.user_with_tokens()
+    kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+    assert kid in {k["kid"] for k in jwks["keys"]}
+    claims = jwt.get_unverified_claims(tokens["access_token"])
+    assert {"iss", "aud", "sub", "exp", "iat", "jti", "sid", "role"} <= claims.keys()
+    assert claims["exp"] - claims["iat"] == 900
+
+    config = (await client.get("/api/v1/auth/.well-known/openid-configuration")).json()
+    assert config["issuer"] == claims["iss"]
+    assert config["jwks_uri"].endswith("/api/v1/auth/jwks.json")
+    assert config["token_endpoint"].endswith("/api/v1/auth/token")
+
+
+def test_keyring_rotation_publishes_previous_keys(tmp_path: Path) -> None:
+    first = KeyRing.load(tmp_path, create_if_missing=True)
+    (tmp_path / "current.pem").rename(tmp_path / "previous.pem")
+    generate_key_file(tmp_path / "current.pem")
+    rotated = KeyRing.load(tmp_path, create_if_missing=False)
+    assert rotated.current.kid != first.current.kid
+    kids = [k["kid"] for k in rotated.jwks()["keys"]]
+    assert kids == [rotated.current.kid, first.current.kid]
+    # The kid is the key's thumbprint: stable across loads and replicas.
+    assert KeyRing.load(tmp_path, create_if_missing=False).current.kid == rotated.current.kid
+
+
+def test_production_refuses_to_start_without_keys(tmp_path: Path, make_settings) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from auth.app import create_app
+    from platform_common.settings import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"current\.pem"):
+        create_app(make_settings(environment="production", signing_keys_dir=tmp_path / "none"))
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        create_app(make_settings(environment="production", database_url=None))

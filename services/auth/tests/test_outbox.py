@@ -1,0 +1,72 @@
+"""User events reach the users service through the outbox, even when users was down."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from auth.models import OutboxEvent
+from platform_common.testing import wait_for
+
+
+async def pending(app) -> list[OutboxEvent]:  # type: ignore[no-untyped-def]
+    async with app.state.sessionmaker() as db:
+        rows = await db.execute(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None)))
+        return list(rows.scalars().all())
+
+
+async def test_events_are_delivered_with_a_service_token(client, api, app, fake_users) -> None:  # type: ignore[no-untyped-def]
+    user = await api.register()
+    assert await app.state.outbox.run_once() == 1
+    assert fake_users.received[0]["event"] == "user.registered"
+    assert fake_users.received[0]["id"] == user["id"]
+    assert fake_users.received[0]["email"] == user["email"]
+    token = fake_users.headers[0]["authorization"].removeprefix("Bearer ")
+    principal = await app.state.verifier.verify(token)
+    assert principal.subject == "svc:auth" and "users:provision" in principal.scopes
+    assert await pending(app) == []
+
+
+async def test_registration_survives_users_being_down(client, api, app, fake_users) -> None:  # type: ignore[no-untyped-def]
+    fake_users.fail = True
+    user = await api.register()  # 201 although users is unreachable
+    assert await app.state.outbox.run_once() == 0
+    [event] = await pending(app)
+    assert event.attempts == 1 and event.last_error
+    assert event.next_attempt_at > event.created_at  # backed off
+
+    fake_users.fail = False
+    async with app.state.sessionmaker() as db, db.begin():
+        stored = await db.get(OutboxEvent, event.id)
+        assert stored is not None
+        stored.next_attempt_at = stored.created_at  # skip the back-off wait
+    assert await app.state.outbox.run_once() == 1
+    assert [e["id"] for e in fake_users.received] == [user["id"]]
+    assert await pending(app) == []
+
+
+async def test_disable_and_enable_are_published_in_order(client, api, app, fake_users) -> None:  # type: ignore[no-untyped-def]
+    user = await api.register()
+    admin = await api.admin_tokens(app)
+    headers = {"Authorization": f"Bearer {admin['access_token']}"}
+    await client.post(f"/api/v1/auth/users/{user['id']}/disable", headers=headers)
+    await client.post(f"/api/v1/auth/users/{user['id']}/enable", headers=headers)
+    await app.state.outbox.run_once()
+    mine = [e for e in fake_users.received if e["id"] == user["id"]]
+    assert [e["event"] for e in mine] == ["user.registered", "user.disabled", "user.enabled"]
+    assert [e["is_active"] for e in mine] == [True, False, True]
+    versions = [e["version"] for e in mine]
+    assert versions == sorted(versions)
+
+
+async def test_background_relay_runs_by_itself(make_settings, started, fake_users) -> None:  # type: ignore[no-untyped-def]
+    async with started(make_settings(), run_outbox=True) as (_, client):
+        response = await client.post(
+            "/api/v1/auth/register",
+            json={"email": "bg@example.com", "password": "pass phrase 123!", "name": "Bg"},
+        )
+        assert response.status_code == 201
+
+        async def delivered() -> bool:
+            return any(e["email"] == "bg@example.com" for e in fake_users.received)
+
+        await wait_for(delivered, within=5)

@@ -1,0 +1,136 @@
+"""POST /api/v1/auth/token: the OAuth2 endpoint, answering errors in RFC 6749 form."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+from jose import jwt
+
+URL = "/api/v1/auth/token"
+
+
+def assert_oauth_error(response: httpx.Response, status: int, error: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == error
+    assert isinstance(body["error_description"], str)
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_password_grant(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    user = await api.register()
+    response = await client.post(
+        URL,
+        data={
+            "grant_type": "password",
+            "username": user["email"],
+            "password": "a perfectly fine passphrase",
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer" and body["refresh_token"] and body["access_token"]
+
+
+async def test_password_grant_with_bad_credentials(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    user = await api.register()
+    response = await client.post(
+        URL, data={"grant_type": "password", "username": user["email"], "password": "wrong one"}
+    )
+    assert_oauth_error(response, 400, "invalid_grant")
+
+
+async def test_refresh_token_grant_rotates(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    _, tokens = await api.user_with_tokens()
+    response = await client.post(
+        URL, data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert response.status_code == 200
+    assert response.json()["refresh_token"] != tokens["refresh_token"]
+    again = await client.post(
+        URL, data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert_oauth_error(again, 400, "invalid_grant")
+
+
+async def test_client_credentials_post_and_basic(client: httpx.AsyncClient) -> None:
+    posted = await client.post(
+        URL,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "orgs",
+            "client_secret": "orgs-secret",
+        },
+    )
+    assert posted.status_code == 200, posted.text
+    body = posted.json()
+    assert body["scope"] == "users:read"
+    assert "refresh_token" not in body
+    claims = jwt.get_unverified_claims(body["access_token"])
+    assert claims["sub"] == "svc:orgs"
+    assert claims["scope"] == "users:read"
+    assert "sid" not in claims
+
+    basic = base64.b64encode(b"orgs:orgs-secret").decode()
+    response = await client.post(
+        URL, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert response.status_code == 200
+
+
+async def test_client_credentials_refusals(client: httpx.AsyncClient) -> None:
+    wrong = await client.post(
+        URL, data={"grant_type": "client_credentials", "client_id": "orgs", "client_secret": "nope"}
+    )
+    assert_oauth_error(wrong, 401, "invalid_client")
+    unknown = await client.post(
+        URL, data={"grant_type": "client_credentials", "client_id": "who", "client_secret": "x"}
+    )
+    assert_oauth_error(unknown, 401, "invalid_client")
+    too_much = await client.post(
+        URL,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "orgs",
+            "client_secret": "orgs-secret",
+            "scope": "users:read users:provision",
+        },
+    )
+    assert_oauth_error(too_much, 401, "invalid_client")
+    anonymous = await client.post(URL, data={"grant_type": "client_credentials"})
+    assert_oauth_error(anonymous, 401, "invalid_client")
+
+
+async def test_malformed_requests(client: httpx.AsyncClient) -> None:
+    assert_oauth_error(await client.post(URL, data={}), 400, "invalid_request")
+    assert_oauth_error(
+        await client.post(URL, data={"grant_type": "implicit"}), 400, "unsupported_grant_type"
+    )
+    assert_oauth_error(
+        await client.post(URL, data={"grant_type": "password", "username": "a@b.c"}),
+        400,
+        "invalid_request",
+    )
+
+
+async def test_password_grant_is_throttled_too(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    user = await api.register()
+    for _ in range(5):
+        await client.post(
+            URL, data={"grant_type": "password", "username": user["email"], "password": "bad guess"}
+        )
+    response = await client.post(
+        URL, data={"grant_type": "password", "username": user["email"], "password": "bad guess"}
+    )
+    assert_oauth_error(response, 429, "slow_down")
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_openapi_offers_the_authorize_button(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/api/v1/auth/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    flows = next(iter(schemes.values()))["flows"]
+    assert flows["password"]["tokenUrl"] == "/api/v1/auth/token"
+    docs = await client.get("/api/v1/auth/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
