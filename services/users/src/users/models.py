@@ -11,14 +11,22 @@ in the migration), and `POSTGRESQL_ONLY` marks them for the drift check.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Index, MetaData, String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from platform_common.models import Base, Timestamps
+from platform_common.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Timestamps
 
 # `Index.info` key naming the only dialect an index exists on.
 ONLY_DIALECT = "only_dialect"
+
+
+class Base(DeclarativeBase):
+    """users' own base: its metadata holds users' tables only."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = TYPE_ANNOTATION_MAP
 
 
 class Profile(Timestamps, Base):

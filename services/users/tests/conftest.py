@@ -1,0 +1,206 @@
+"""Fixtures for users' tests: a migrated database, a token issuer and a fake orgs.
+
+The app runs in-process (LifespanManager + ASGITransport) against the real backends from
+`platform_common.testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
+`httpx.MockTransport`s: "jwks" serves the `TokenFactory`'s keys, "orgs" is `FakeOrgs`,
+which records each request and answers whatever the test programs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from platform_common import migrations
+from platform_common.testing import (
+    Backends,
+    TokenFactory,
+    backends,  # noqa: F401
+    empty_tables,
+    flush_redis,
+)
+from users.app import create_app
+from users.config import UsersSettings
+from users.migrate import MIGRATIONS
+from users.models import Base
+
+ISSUER = "http://auth.test/api/v1/auth"
+AUDIENCE = "identity-platform"
+PROVISION_SCOPE = "users:provision"
+
+OrgsHandler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+async def empty_orgs_page(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"items": [], "total": 0, "page": 1, "limit": 100, "pages": 0})
+
+
+@dataclass
+class FakeOrgs:
+    """The orgs service as users sees it; `handler` is replaceable per test."""
+
+    handler: OrgsHandler = empty_orgs_page
+    calls: list[httpx.Request] = field(default_factory=list)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        return await self.handler(request)
+
+
+@dataclass
+class Caller:
+    id: uuid.UUID
+    token: str
+    email: str
+    name: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class FakeAuth:
+    """What auth hands out: access tokens (users with their email/name claims, services) and
+    the user events its outbox relay delivers."""
+
+    def __init__(self, factory: TokenFactory) -> None:
+        self.factory = factory
+
+    def user(
+        self,
+        *,
+        role: str = "user",
+        user_id: uuid.UUID | None = None,
+        email: str | None = None,
+        name: str = "Ada Lovelace",
+    ) -> Caller:
+        user_id = user_id or uuid.uuid4()
+        email = email or f"user-{user_id.hex[:8]}@example.com"
+        token = self.factory.mint(sub=str(user_id), role=role, email=email, name=name)
+        return Caller(user_id, token, email, name)
+
+    def admin(self) -> Caller:
+        return self.user(role="admin", name="Root Admin")
+
+    def service(self, name: str = "auth", scopes: str = PROVISION_SCOPE) -> dict[str, str]:
+        token = self.factory.mint(sub=f"svc:{name}", role="service", scope=scopes)
+        return {"Authorization": f"Bearer {token}"}
+
+    def event(
+        self,
+        user_id: uuid.UUID,
+        *,
+        event: str = "user.registered",
+        version: int = 1_000_000,
+        email: str | None = None,
+        name: str = "Grace Hopper",
+        role: str = "user",
+        is_active: bool = True,
+        created_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A body as auth's outbox relay sends it."""
+        return {
+            "event": event,
+            "id": str(user_id),
+            "email": email or f"user-{user_id.hex[:8]}@example.com",
+            "name": name,
+            "role": role,
+            "is_active": is_active,
+            "created_at": (created_at or datetime.now(UTC)).isoformat(),
+            "version": version,
+        }
+
+
+@pytest.fixture(scope="session")
+def token_factory() -> TokenFactory:
+    return TokenFactory(ISSUER, AUDIENCE)
+
+
+@pytest.fixture(scope="session")
+def auth(token_factory: TokenFactory) -> FakeAuth:
+    return FakeAuth(token_factory)
+
+
+@pytest.fixture(scope="session")
+async def database_url(backends: Backends) -> AsyncIterator[str]:
+    url = await backends.create_database("users")
+    # alembic runs its own event loop (asyncio.run): keep it off the session's loop.
+    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
+    yield url
+    await backends.drop_databases()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def orgs() -> FakeOrgs:
+    return FakeOrgs()
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_client(
+    backends: Backends,
+    database_url: str,
+    engine: AsyncEngine,
+    token_factory: TokenFactory,
+    orgs: FakeOrgs,
+) -> AsyncIterator[AppFactory]:
+    """`async with make_client(**settings) as client:` an app with adjusted settings."""
+
+    def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=token_factory.jwks())
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        settings = UsersSettings(
+            environment="test",
+            database_url=database_url,
+            redis_url=backends.redis_url,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            jwks_url="http://auth.test/jwks.json",
+            orgs_url="http://orgs.test",
+            **overrides,
+        )
+        app = create_app(
+            settings,
+            transports={"jwks": httpx.MockTransport(jwks), "orgs": httpx.MockTransport(orgs)},
+        )
+        async with (
+            LifespanManager(app) as manager,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(manager.app), base_url="http://test"
+            ) as client,
+        ):
+            yield client
+
+    try:
+        yield factory
+    finally:
+        await empty_tables(engine, Base.metadata)
+        await flush_redis(backends.redis_url)
+
+
+@pytest.fixture
+async def client(make_client: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as client:
+        yield client
