@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orgs.roles import ROLE_VALUES
-from platform_common.models import Base, Timestamps, UUIDPrimaryKey, utcnow
-
-__all__ = ["Base", "Invitation", "Membership", "Organization"]
+from platform_common.models import (
+    NAMING_CONVENTION,
+    TYPE_ANNOTATION_MAP,
+    Timestamps,
+    UUIDPrimaryKey,
+    utcnow,
+)
 
 _ROLE_CHECK = "role IN ({})".format(", ".join(f"'{role}'" for role in ROLE_VALUES))
+
+
+class Base(DeclarativeBase):
+    """orgs' own base: its metadata holds orgs' tables only."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = TYPE_ANNOTATION_MAP
 
 
 class Organization(UUIDPrimaryKey, Timestamps, Base):

@@ -73,7 +73,7 @@ class OrganizationRepository:
         rows = await self.session.execute(
             statement.order_by(Organization.slug).offset(offset).limit(limit)
         )
-        return [(org, role) for org, role in rows.tuples()], int(total.scalar_one())
+        return [(org, role) for org, role in rows], int(total.scalar_one())
 
 
 class MembershipRepository:

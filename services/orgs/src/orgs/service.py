@@ -150,6 +150,19 @@ def _check_manage(actor: Role, target: Role) -> None:
         raise NotAllowed("You cannot change a member whose role is above your own.")
 
 
+def _authorize_change(actor: Role, target: Role, role: Role) -> None:
+    if not actor.at_least(Role.ADMIN):
+        raise NotAllowed("Only an admin or owner can change roles.")
+    _check_manage(actor, target)
+    _check_grant(actor, role)
+
+
+def _authorize_removal(actor: Role, target: Role) -> None:
+    if not actor.at_least(Role.ADMIN):
+        raise NotAllowed("Only an admin or owner can remove other members.")
+    _check_manage(actor, target)
+
+
 class OrgsService:
     def __init__(self, settings: OrgsSettings, users: UsersDirectory) -> None:
         self.settings = settings
@@ -224,48 +237,60 @@ class OrgsService:
         self, db: AsyncSession, access: OrgAccess, user_id: uuid.UUID, role: Role
     ) -> MemberView:
         members = MembershipRepository(db)
-        if await members.get(access.org.id, user_id) is None:
+        target = await members.get(access.org.id, user_id)
+        if target is None:
             raise MemberNotFound
+        _authorize_change(access.effective_role, Role(target.role), role)
         # Fetched before the lock: no lock is ever held across a call to another service.
         profile = (await self.users.lookup([user_id])).get(user_id)
-        actor, target = await self._lock_actor_and_target(db, access, user_id)
-        _check_manage(actor, Role(target.role))
-        _check_grant(actor, role)
+
+        target = await self._lock_and_reload_target(db, access, user_id)
         if target.role == Role.OWNER and role != Role.OWNER:
             await self._ensure_another_owner(members, access.org.id)
+        _authorize_change(await self._current_role(db, access), Role(target.role), role)
         await members.set_role(target, role)
         return MemberView.of(target, profile)
 
     async def remove_member(self, db: AsyncSession, access: OrgAccess, user_id: uuid.UUID) -> None:
         members = MembershipRepository(db)
-        actor, target = await self._lock_actor_and_target(db, access, user_id)
-        leaving = not access.principal.is_admin and user_id == access.principal.user_id
-        if not leaving:
-            if not actor.at_least(Role.ADMIN):
-                raise NotAllowed("Only an admin or owner can remove other members.")
-            _check_manage(actor, Role(target.role))
-        if target.role == Role.OWNER:
-            await self._ensure_another_owner(members, access.org.id)
-        await members.remove(target)
-
-    async def _lock_actor_and_target(
-        self, db: AsyncSession, access: OrgAccess, user_id: uuid.UUID
-    ) -> tuple[Role, Membership]:
-        """Lock the org, then re-read the caller's role and the target under the lock."""
-        if not await OrganizationRepository(db).lock(access.org.id):
-            raise OrgNotFound
-        members = MembershipRepository(db)
-        if access.principal.is_admin:
-            actor = Role.OWNER
-        else:
-            current = await members.role_of(access.org.id, access.principal.user_id)
-            if current is None:
-                raise OrgNotFound  # removed while this request waited for the lock
-            actor = current
         target = await members.get(access.org.id, user_id)
         if target is None:
             raise MemberNotFound
-        return actor, target
+        leaving = not access.principal.is_admin and user_id == access.principal.user_id
+        if not leaving:
+            _authorize_removal(access.effective_role, Role(target.role))
+
+        target = await self._lock_and_reload_target(db, access, user_id)
+        if target.role == Role.OWNER:
+            await self._ensure_another_owner(members, access.org.id)
+        if not leaving:
+            _authorize_removal(await self._current_role(db, access), Role(target.role))
+        await members.remove(target)
+
+    # The checks above run twice: first with the caller's role as the request found it (so
+    # that plain refusals are a 403), then again under the org's row lock with everything
+    # re-read, because a concurrent request may have changed the target, the number of
+    # owners or the caller's own role meanwhile. Under the lock the owner count comes first:
+    # of two owners demoting or removing each other at once, the second gets 409 last_owner.
+
+    async def _lock_and_reload_target(
+        self, db: AsyncSession, access: OrgAccess, user_id: uuid.UUID
+    ) -> Membership:
+        if not await OrganizationRepository(db).lock(access.org.id):
+            raise OrgNotFound
+        target = await MembershipRepository(db).get(access.org.id, user_id)
+        if target is None:
+            raise MemberNotFound
+        return target
+
+    @staticmethod
+    async def _current_role(db: AsyncSession, access: OrgAccess) -> Role:
+        if access.principal.is_admin:
+            return Role.OWNER
+        role = await MembershipRepository(db).role_of(access.org.id, access.principal.user_id)
+        if role is None:
+            raise OrgNotFound  # the caller was removed while this request waited
+        return role
 
     @staticmethod
     async def _ensure_another_owner(members: MembershipRepository, org_id: uuid.UUID) -> None:

@@ -1,0 +1,304 @@
+"""Fixtures for orgs' tests: a migrated database, a token issuer and a fake users service.
+
+The app runs in-process (LifespanManager + ASGITransport) against the real backends from
+`platform_common.testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
+`httpx.MockTransport`s: "jwks" serves the `TokenFactory`'s keys, "users" is `FakeUsers`,
+which knows a set of users, answers `POST /api/v1/users/lookup` and records every request.
+
+`OrgWorld` is one org with a caller in every position (owner, admin, member, viewer, an
+outsider, a platform admin) plus a pending invitation for the outsider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from orgs.app import create_app
+from orgs.config import OrgsSettings
+from orgs.migrate import MIGRATIONS
+from orgs.models import Base
+from platform_common import migrations
+from platform_common.testing import (
+    Backends,
+    TokenFactory,
+    backends,  # noqa: F401
+    empty_tables,
+    flush_redis,
+)
+
+ISSUER = "http://auth.test/api/v1/auth"
+AUDIENCE = "identity-platform"
+LOOKUP_PATH = "/api/v1/users/lookup"
+
+
+@dataclass
+class Caller:
+    id: uuid.UUID
+    token: str
+    email: str
+    name: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class FakeUsers:
+    """The users service as orgs sees it.
+
+    `mode`: "up" answers lookups from `known`; "down" refuses connections; "slow" sleeps
+    `delay` seconds first; "error" answers 500.
+    """
+
+    known: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
+    calls: list[httpx.Request] = field(default_factory=list)
+    mode: str = "up"
+    delay: float = 0.0
+
+    def add(self, user_id: uuid.UUID, name: str, email: str) -> None:
+        self.known[user_id] = {"id": str(user_id), "name": name, "email": email}
+
+    def lookups(self) -> list[list[str]]:
+        """The ids of each lookup call, in order."""
+        return [json.loads(c.content)["ids"] for c in self.calls if c.url.path == LOOKUP_PATH]
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        if self.mode == "down":
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay)
+        if self.mode == "error":
+            return httpx.Response(500, json={"detail": "boom"})
+        if request.method != "POST" or request.url.path != LOOKUP_PATH:
+            return httpx.Response(404)
+        ids = json.loads(request.content)["ids"]
+        if len(ids) > 100:
+            return httpx.Response(422)
+        answer = [self.known[uuid.UUID(i)] for i in ids if uuid.UUID(i) in self.known]
+        return httpx.Response(200, json=answer)
+
+
+class People:
+    """Mints callers (with the email and name claims auth puts in their tokens).
+
+    Every user is also known to the fake users service unless `known=False`.
+    """
+
+    def __init__(self, factory: TokenFactory, users: FakeUsers) -> None:
+        self.factory = factory
+        self.users = users
+
+    def user(
+        self,
+        label: str = "user",
+        *,
+        role: str = "user",
+        email: str | None = None,
+        known: bool = True,
+    ) -> Caller:
+        user_id = uuid.uuid4()
+        email = email or f"{label}-{user_id.hex[:8]}@example.com"
+        name = f"{label.title()} {user_id.hex[:4]}"
+        token = self.factory.mint(sub=str(user_id), role=role, email=email, name=name)
+        if known:
+            self.users.add(user_id, name, email)
+        return Caller(user_id, token, email, name)
+
+    def admin(self) -> Caller:
+        return self.user("root", role="admin")
+
+
+@pytest.fixture(scope="session")
+def token_factory() -> TokenFactory:
+    return TokenFactory(ISSUER, AUDIENCE)
+
+
+@pytest.fixture(scope="session")
+async def database_url(backends: Backends) -> AsyncIterator[str]:
+    url = await backends.create_database("orgs")
+    # alembic runs its own event loop (asyncio.run): keep it off the session's loop.
+    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
+    yield url
+    await backends.drop_databases()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def users() -> FakeUsers:
+    return FakeUsers()
+
+
+@pytest.fixture
+def people(token_factory: TokenFactory, users: FakeUsers) -> People:
+    return People(token_factory, users)
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_client(
+    backends: Backends,
+    database_url: str,
+    engine: AsyncEngine,
+    token_factory: TokenFactory,
+    users: FakeUsers,
+) -> AsyncIterator[ClientFactory]:
+    """`async with make_client(**settings) as client:` an app with adjusted settings."""
+
+    def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=token_factory.jwks())
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        settings = OrgsSettings(
+            environment="test",
+            database_url=database_url,
+            redis_url=backends.redis_url,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            jwks_url="http://auth.test/jwks.json",
+            users_url="http://users.test",
+            **overrides,
+        )
+        app = create_app(
+            settings,
+            transports={"jwks": httpx.MockTransport(jwks), "users": httpx.MockTransport(users)},
+        )
+        async with (
+            LifespanManager(app) as manager,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(manager.app), base_url="http://test"
+            ) as client,
+        ):
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+    try:
+        yield factory
+    finally:
+        await empty_tables(engine, Base.metadata)
+        await flush_redis(backends.redis_url)
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as client:
+        yield client
+
+
+class OrgsApi:
+    """Set-up steps through the public API, asserting each one succeeds."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def create_org(
+        self, owner: Caller, slug: str | None = None, name: str = "Acme"
+    ) -> dict[str, Any]:
+        slug = slug or f"org-{uuid.uuid4().hex[:10]}"
+        response = await self.client.post(
+            "/api/v1/orgs", json={"name": name, "slug": slug}, headers=owner.headers
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def add_member(self, slug: str, by: Caller, who: Caller, role: str) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/v1/orgs/{slug}/members",
+            json={"user_id": str(who.id), "role": role},
+            headers=by.headers,
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def invite(
+        self, slug: str, by: Caller, email: str, role: str = "member"
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/v1/orgs/{slug}/invitations",
+            json={"email": email, "role": role},
+            headers=by.headers,
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def roles(self, slug: str, by: Caller) -> dict[uuid.UUID, str]:
+        """Every member's role, read through the API."""
+        response = await self.client.get(
+            f"/api/v1/orgs/{slug}/members", params={"limit": 100}, headers=by.headers
+        )
+        assert response.status_code == 200, response.text
+        return {uuid.UUID(m["user_id"]): m["role"] for m in response.json()["items"]}
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient) -> OrgsApi:
+    return OrgsApi(client)
+
+
+@dataclass
+class OrgWorld:
+    slug: str
+    owner: Caller
+    admin: Caller
+    member: Caller
+    viewer: Caller
+    outsider: Caller
+    platform_admin: Caller
+    newcomer: Caller  # known to users, in no org: someone to add
+    invitation_id: str
+    invitation_token: str  # addressed to the outsider's email
+
+    def caller(self, name: str) -> Caller | None:
+        """A caller by position; None for "anonymous"."""
+        if name == "anonymous":
+            return None
+        caller: Caller = getattr(self, name)
+        return caller
+
+
+@pytest.fixture
+async def world(api: OrgsApi, people: People) -> OrgWorld:
+    owner, admin, member, viewer = (people.user(r) for r in ("owner", "admin", "member", "viewer"))
+    outsider, newcomer = people.user("outsider"), people.user("newcomer")
+    org = await api.create_org(owner)
+    for who, role in ((admin, "admin"), (member, "member"), (viewer, "viewer")):
+        await api.add_member(org["slug"], owner, who, role)
+    invitation = await api.invite(org["slug"], owner, outsider.email)
+    people.users.calls.clear()
+    return OrgWorld(
+        slug=org["slug"],
+        owner=owner,
+        admin=admin,
+        member=member,
+        viewer=viewer,
+        outsider=outsider,
+        platform_admin=people.admin(),
+        newcomer=newcomer,
+        invitation_id=invitation["id"],
+        invitation_token=invitation["token"],
+    )
