@@ -1,0 +1,176 @@
+"""`make up`: the whole platform on this machine, on embedded defaults, in the foreground.
+
+- one embedded Redis (a real redis-server, see platform_common.embedded_redis) shared by all
+  services through a Unix socket under the data folder, so revocation and rate limits are
+  shared exactly as in production;
+- each service's own SQLite file under the data folder, migrated by its `<svc>-migrate`;
+- the platform admin seeded from PLATFORM_ADMIN_EMAIL / PLATFORM_ADMIN_PASSWORD (a password is
+  generated once and kept in the data folder when none is given);
+- auth on :8001, users on :8002, orgs on :8003 (uvicorn, reloading on code changes when
+  --reload is given); Ctrl-C stops them all.
+
+Set AUTH_DATABASE_URL / USERS_DATABASE_URL / ORGS_DATABASE_URL and REDIS_URL to run the
+same thing on PostgreSQL and a Redis server instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = [("auth", 8001), ("users", 8002), ("orgs", 8003)]
+HOST = "127.0.0.1"
+
+
+def log(message: str) -> None:
+    print(f"[up] {message}", flush=True)
+
+
+def admin_credentials(data_dir: Path) -> tuple[str, str, bool]:
+    email = os.environ.get("PLATFORM_ADMIN_EMAIL", "admin@example.com")
+    password = os.environ.get("PLATFORM_ADMIN_PASSWORD")
+    if password:
+        return email, password, False
+    stored = data_dir / "admin-password"
+    if stored.exists():
+        return email, stored.read_text().strip(), True
+    password = secrets.token_urlsafe(18)
+    stored.write_text(password + "\n")
+    stored.chmod(0o600)
+    return email, password, True
+
+
+def service_env(data_dir: Path, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    urls = {name: f"http://{HOST}:{port}" for name, port in SERVICES}
+    for name, _ in SERVICES:
+        prefix = name.upper()
+        env.setdefault(f"{prefix}_DATA_DIR", str(data_dir))
+        env.setdefault(f"{prefix}_REDIS_URL", os.environ.get("REDIS_URL", redis_url))
+        env.setdefault(f"{prefix}_JWKS_URL", f"{urls['auth']}/api/v1/auth/jwks.json")
+    env.setdefault("AUTH_USERS_URL", urls["users"])
+    env.setdefault("USERS_ORGS_URL", urls["orgs"])
+    env.setdefault("ORGS_USERS_URL", urls["users"])
+    return env
+
+
+def wait_ready(
+    name: str, port: int, procs: list[subprocess.Popen[bytes]], timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://{HOST}:{port}/readyz"
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit(f"[up] a service exited during start-up; see the log above ({name})")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise SystemExit(f"[up] {name} did not become ready at {url}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("PLATFORM_DATA_DIR", ".data"))
+    parser.add_argument("--reload", action="store_true", help="reload on source changes")
+    args = parser.parse_args()
+    data_dir = (ROOT / args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    from platform_common.embedded_redis import ensure_embedded_redis, stop_embedded_redis
+
+    started_redis = False
+    if os.environ.get("REDIS_URL"):
+        redis_url = os.environ["REDIS_URL"]
+        log(f"Redis: {redis_url}")
+    else:
+        redis_url = ensure_embedded_redis(data_dir)
+        started_redis = True
+        log(f"Redis: embedded redis-server at {redis_url}")
+
+    env = service_env(data_dir, redis_url)
+    email, password, generated = admin_credentials(data_dir)
+    # Each service owns its database: the three migrations run side by side.
+    log("migrating " + ", ".join(name for name, _ in SERVICES))
+    migrations = []
+    for name, _ in SERVICES:
+        migrate_env = dict(env)
+        if name == "auth":
+            migrate_env.update(PLATFORM_ADMIN_EMAIL=email, PLATFORM_ADMIN_PASSWORD=password)
+        migrations.append(
+            (name, subprocess.Popen([sys.executable, "-m", f"{name}.migrate"], env=migrate_env))
+        )
+    for name, proc in migrations:
+        if proc.wait() != 0:
+            raise SystemExit(f"[up] {name}-migrate failed (exit {proc.returncode})")
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def stop(*_: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+        if started_redis:
+            stop_embedded_redis(data_dir)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        for name, port in SERVICES:
+            command = [
+                sys.executable, "-m", "uvicorn", "--factory", f"{name}.app:create_app",
+                "--host", HOST, "--port", str(port), "--no-access-log",
+            ]
+            if args.reload:
+                command += ["--reload", "--reload-dir", str(ROOT / "services" / name / "src"),
+                            "--reload-dir", str(ROOT / "libs" / "common" / "src")]
+            procs.append(subprocess.Popen(command, env=env))
+        for name, port in SERVICES:
+            wait_ready(name, port, procs)
+
+        base = f"http://{HOST}"
+        print(
+            f"""
+The platform is up (data in {data_dir}).
+
+  auth   {base}:8001/api/v1/auth/docs
+  users  {base}:8002/api/v1/users/docs
+  orgs   {base}:8003/api/v1/orgs/docs
+  metrics and health: /metrics, /livez, /readyz on each port
+
+Platform admin: {email}  password: {password}{'  (generated; kept in ' + str(data_dir / 'admin-password') + ')' if generated else ''}
+
+Try it:
+  curl -s -X POST {base}:8001/api/v1/auth/login -H 'content-type: application/json' \\
+       -d '{{"email": "{email}", "password": "{password}"}}'
+
+Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        log("a service exited; stopping the others")
+        return 1
+    except KeyboardInterrupt:
+        log("stopping")
+        return 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
