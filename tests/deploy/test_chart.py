@@ -263,6 +263,8 @@ def test_services_find_each_other(renders: dict[str, Manifest]) -> None:
     for name in SERVICES:
         assert data[name]["PROMETHEUS_MULTIPROC_DIR"] == "/run/prometheus"
         assert data[name]["OTEL_SERVICE_NAME"] == name
+        # Anything a service writes goes to the writable /tmp mount, not the read-only root.
+        assert data[name][f"{name.upper()}_DATA_DIR"].startswith("/tmp/")  # noqa: S108
     auth = named(manifest, "Deployment", component("auth"))["spec"]["template"]["spec"]
     mount = next(m for m in auth["containers"][0]["volumeMounts"] if m["name"] == "signing-keys")
     assert mount["mountPath"] == data["auth"]["AUTH_SIGNING_KEYS_DIR"]

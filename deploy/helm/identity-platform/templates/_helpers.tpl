@@ -106,6 +106,7 @@ orgs:
   (printf "%s_HTTP_TIMEOUT_SECONDS" $p) (toString $v.httpTimeoutSeconds)
   "OTEL_SERVICE_NAME" .name
   "PROMETHEUS_MULTIPROC_DIR" "/run/prometheus"
+  (printf "%s_DATA_DIR" $p) "/tmp/data"
   "WEB_CONCURRENCY" (toString .svc.webConcurrency)
   "GUNICORN_GRACEFUL_TIMEOUT" (toString $v.gunicorn.gracefulTimeoutSeconds)
   "GUNICORN_KEEPALIVE" (toString $v.gunicorn.keepaliveSeconds)
