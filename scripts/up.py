@@ -118,6 +118,8 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
 
     def stop(*_: object) -> None:
+        # A second Ctrl-C must not cut the clean-up short and leave servers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

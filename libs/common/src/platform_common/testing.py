@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from platform_common.embedded_redis import ensure_embedded_redis
+from platform_common.embedded_redis import ensure_embedded_redis, stop_embedded_redis
 
 
 def _in_ci() -> bool:
@@ -144,8 +144,10 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
             containers.append(rc)
             redis_url = f"redis://{rc.get_container_host_ip()}:{rc.get_exposed_port(6379)}/0"
     tmp = tmp_path_factory.mktemp("backends")
+    embedded_redis_dir = None
     if not redis_url:
-        redis_url = ensure_embedded_redis(tmp / "redis")
+        embedded_redis_dir = tmp / "redis"
+        redis_url = ensure_embedded_redis(embedded_redis_dir)
     if db_url:
         backends = Backends("postgresql", db_url, _redis_url_for_worker(redis_url))
     else:
@@ -155,6 +157,8 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     finally:
         for container in containers:
             container.stop()
+        if embedded_redis_dir is not None:
+            stop_embedded_redis(embedded_redis_dir)
 
 
 async def empty_tables(engine: AsyncEngine, metadata: MetaData) -> None:
