@@ -12,7 +12,7 @@ import pytest
 from platform_common.testing import assert_problem
 
 if TYPE_CHECKING:
-    from conftest import FakeAuth
+    from conftest import Caller, FakeAuth
 
 
 USERS = "/api/v1/users"
@@ -142,6 +142,12 @@ async def test_lookup_rejects_bad_bodies(
 # GET / (admin list) ----------------------------------------------------------------------
 
 
+async def search_ids(client: httpx.AsyncClient, admin: Caller, q: str) -> set[object]:
+    response = await client.get(USERS, headers=admin.headers, params={"q": q})
+    assert response.status_code == 200, response.text
+    return {item["id"] for item in response.json()["items"]}
+
+
 async def test_admin_list_paginates_oldest_first(client: httpx.AsyncClient, auth: FakeAuth) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ids = [
@@ -177,15 +183,10 @@ async def test_admin_list_search_matches_name_or_email_case_insensitively(
     await register(client, auth, name="Carol", email="carol@corp.example")
     admin = auth.admin()
 
-    async def search(q: str) -> set[object]:
-        response = await client.get(USERS, headers=admin.headers, params={"q": q})
-        assert response.status_code == 200, response.text
-        return {item["id"] for item in response.json()["items"]}
-
-    assert await search("SMITH") == {smith["id"], jones["id"]}
-    assert await search("bob.smithers@HOME") == {jones["id"]}
-    assert await search("ice sm") == {smith["id"]}
-    assert await search("nobody") == set()
+    assert await search_ids(client, admin, "SMITH") == {smith["id"], jones["id"]}
+    assert await search_ids(client, admin, "bob.smithers@HOME") == {jones["id"]}
+    assert await search_ids(client, admin, "ice sm") == {smith["id"]}
+    assert await search_ids(client, admin, "nobody") == set()
 
 
 async def test_admin_list_search_treats_wildcards_literally(
@@ -197,14 +198,9 @@ async def test_admin_list_search_treats_wildcards_literally(
     await register(client, auth, name="Plain", email="plain@example.com")
     admin = auth.admin()
 
-    async def search(q: str) -> set[object]:
-        response = await client.get(USERS, headers=admin.headers, params={"q": q})
-        assert response.status_code == 200, response.text
-        return {item["id"] for item in response.json()["items"]}
-
-    assert await search("%") == {percent["id"]}
-    assert await search("_") == {underscore["id"]}
-    assert await search("\\") == {backslash["id"]}
+    assert await search_ids(client, admin, "%") == {percent["id"]}
+    assert await search_ids(client, admin, "_") == {underscore["id"]}
+    assert await search_ids(client, admin, "\\") == {backslash["id"]}
 
 
 async def test_admin_list_filters_on_is_active(client: httpx.AsyncClient, auth: FakeAuth) -> None:
