@@ -87,3 +87,15 @@ async def test_client_address_is_limited(make_settings, started) -> None:  # typ
         assert statuses == [401, 401, 401, 429]
         assert 0 < int(r.headers["retry-after"]) <= 30
         assert_problem(r, 429, "rate_limited")
+
+
+async def test_login_outcomes_are_counted_in_metrics(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+    user = await api.register()
+    await api.login(user["email"])
+    await client.post(URL, json={"email": user["email"], "password": "wrong guess"})
+    text = (await client.get("/metrics")).text
+    assert 'auth_login_attempts_total{outcome="success"}' in text
+    assert 'auth_login_attempts_total{outcome="invalid_credentials"}' in text
+    assert 'handler="/api/v1/auth/login"' in text
+    await client.get("/readyz")
+    assert 'handler="/readyz"' in (await client.get("/metrics")).text

@@ -92,7 +92,8 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> CollectorRegistry
     Instrumentator(
         should_group_status_codes=True,
         should_ignore_untemplated=True,
-        excluded_handlers=["/metrics", "/livez", "/readyz"],
+        # /readyz stays in: its 503s are what the readiness alert watches.
+        excluded_handlers=["/metrics", "/livez"],
         registry=registry,
     ).instrument(app).expose(app, include_in_schema=False, should_gzip=True)
     return registry

@@ -63,6 +63,7 @@ def create_app(
                 ip_window_seconds=settings.login_ip_window_seconds,
             ),
             revocations=app.state.revocations,
+            registry=app.state.metrics_registry,
         )
         app.state.outbox = OutboxRelay(
             app.state.sessionmaker,

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +38,7 @@ from auth.repository import (
     UserRepository,
 )
 from auth.schemas import ServiceToken, TokenPair, UserCreate
-from auth.throttle import LoginThrottle
+from auth.throttle import LoginRateLimited, LoginThrottle
 from auth.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
 from platform_common.revocation import RevocationStore
 
@@ -77,8 +78,16 @@ class AuthService:
         issuer: TokenIssuer,
         throttle: LoginThrottle,
         revocations: RevocationStore,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
+        # Outcomes the request metrics cannot tell apart (401 vs 429 are both "4xx").
+        self.login_attempts = Counter(
+            "auth_login_attempts",
+            "Login attempts by outcome",
+            ["outcome"],
+            registry=registry,
+        )
         self.hasher = hasher
         self.issuer = issuer
         self.throttle = throttle
@@ -142,7 +151,12 @@ class AuthService:
     async def login(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
     ) -> TokenPair:
-        user = await self.authenticate(db, email, password, client)
+        try:
+            user = await self.authenticate(db, email, password, client)
+        except (InvalidCredentials, AccountDisabled, LoginRateLimited) as exc:
+            self.login_attempts.labels(outcome=exc.code).inc()
+            raise
+        self.login_attempts.labels(outcome="success").inc()
         return await self.start_session(db, user, client)
 
     async def start_session(self, db: AsyncSession, user: User, client: ClientInfo) -> TokenPair:
