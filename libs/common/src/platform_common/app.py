@@ -28,7 +28,7 @@ from fastapi import APIRouter, FastAPI
 
 from platform_common.body_limit import BodySizeLimitMiddleware
 from platform_common.db import create_engine, create_sessionmaker
-from platform_common.errors import Problem, install_error_handlers
+from platform_common.errors import Problem, UnhandledErrorMiddleware, install_error_handlers
 from platform_common.health import Readiness
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
@@ -145,5 +145,6 @@ def create_service_app(
     app.state.metrics_registry = instrument_app(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_common.errors import PROBLEM_CONTENT_TYPE
 from platform_common.request_context import current_request_id
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised mid-stream. An HTTPException because FastAPI turns any other exception raised
+    while it reads a body into a 400; this one reaches the problem+json handler as a 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"The request body exceeds {max_bytes} bytes.")
 
 
 class BodySizeLimitMiddleware:
@@ -46,7 +51,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_common.request_context import current_request_id
 
@@ -240,33 +241,67 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"},
         )
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            request,
-            status=500,
-            code="internal_error",
-            detail="An unexpected error occurred.",
-        )
-
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     for exc_type in (OperationalError, PoolTimeoutError, RedisError, ConnectionError, TimeoutError):
         app.add_exception_handler(exc_type, on_dependency)
-    app.add_exception_handler(DBAPIError, on_dependency_or_bug(on_dependency, on_unexpected))
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(DBAPIError, on_dependency_or_bug(on_dependency))
 
 
-def on_dependency_or_bug(dependency: Any, unexpected: Any) -> Any:
-    """DBAPIError covers both lost connections (503) and genuine bugs such as a bad query (500)."""
+def on_dependency_or_bug(dependency: Any) -> Any:
+    """DBAPIError covers both lost connections (503) and genuine bugs such as a bad query,
+    which are re-raised to become a 500 in `UnhandledErrorMiddleware`."""
 
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DBAPIError)
         if exc.connection_invalidated or isinstance(exc, OperationalError):
             response: JSONResponse = await dependency(request, exc)
-        else:
-            response = await unexpected(request, exc)
-        return response
+            return response
+        raise exc
 
     return handler
+
+
+class UnhandledErrorMiddleware:
+    """Turns anything no handler took into a bare 500 problem, logged with its traceback.
+
+    Starlette's own last-resort handler sits outside every middleware, so its 500s would
+    carry no `X-Request-ID`; this one runs inside the request context.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = JSONResponse(
+                {
+                    "type": "about:blank",
+                    "title": "Internal Server Error",
+                    "status": 500,
+                    "detail": "An unexpected error occurred.",
+                    "instance": scope.get("path", ""),
+                    "code": "internal_error",
+                    "request_id": current_request_id(),
+                },
+                status_code=500,
+                media_type=PROBLEM_CONTENT_TYPE,
+            )
+            await response(scope, receive, send)

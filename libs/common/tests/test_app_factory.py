@@ -1,0 +1,112 @@
+"""What every service gets from the app factory: problem+json, request ids, limits, health."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from platform_common.testing import TokenFactory, assert_problem
+
+
+async def test_unexpected_errors_leak_nothing(demo: httpx.AsyncClient) -> None:
+    r = await demo.get("/api/v1/demo/boom")
+    body = assert_problem(r, 500, "internal_error")
+    assert "hunter2" not in r.text
+    assert "SELECT" not in r.text
+    assert "Traceback" not in r.text
+    assert body["detail"] == "An unexpected error occurred."
+
+
+async def test_database_failures_are_503(demo: httpx.AsyncClient) -> None:
+    r = await demo.get("/api/v1/demo/db-down")
+    assert_problem(r, 503, "dependency_unavailable")
+    assert "connection refused" not in r.text
+
+
+async def test_problem_errors_carry_status_and_code(demo: httpx.AsyncClient) -> None:
+    body = assert_problem(await demo.get("/api/v1/demo/conflict"), 409, "conflict")
+    assert body["instance"] == "/api/v1/demo/conflict"
+    assert_problem(await demo.get("/api/v1/demo/nowhere"), 404, "not_found")
+    assert_problem(await demo.delete("/api/v1/demo/conflict"), 405, "method_not_allowed")
+
+
+async def test_request_ids(demo: httpx.AsyncClient) -> None:
+    given = await demo.get("/livez", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    generated = await demo.get("/livez")
+    assert len(generated.headers["x-request-id"]) == 32
+    hostile = await demo.get("/livez", headers={"X-Request-ID": "x" * 500})
+    assert hostile.headers["x-request-id"] != "x" * 500
+
+
+async def test_body_limit_with_and_without_content_length(demo: httpx.AsyncClient) -> None:
+    big = b'{"a": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    r = await demo.post(
+        "/api/v1/demo/echo", content=big, headers={"content-type": "application/json"}
+    )
+    assert_problem(r, 413, "payload_too_large")
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * 65536
+
+    streamed = await demo.post(
+        "/api/v1/demo/echo", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    small = await demo.post("/api/v1/demo/echo", json={"a": 1, "b": 2})
+    assert small.json() == {"keys": 2}
+
+
+async def test_wrong_types_are_422_with_field_errors(demo: httpx.AsyncClient) -> None:
+    r = await demo.post("/api/v1/demo/echo", json=[1, 2])
+    body = assert_problem(r, 422, "validation_error")
+    assert body["errors"][0].keys() >= {"field", "message", "type"}
+
+
+async def test_readiness(demo: httpx.AsyncClient) -> None:
+    r = await demo.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert (await demo.get("/livez")).json() == {"status": "ok"}
+    metrics = await demo.get("/metrics")
+    assert metrics.status_code == 200
+    assert "http_requests_total" in metrics.text
+
+
+async def test_readiness_fails_fast_when_redis_is_gone(make_app, tokens: TokenFactory) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(
+        lambda request: httpx.Response(200, json=tokens.jwks()), redis_url="redis://127.0.0.1:1/0"
+    )
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
+        ) as client,
+    ):
+        started = time.monotonic()
+        r = await client.get("/readyz")
+        assert time.monotonic() - started < 2.5
+        body = assert_problem(r, 503, "not_ready")
+        assert body["checks"] == {"database": "ok", "redis": "unavailable"}
+        assert (await client.get("/livez")).status_code == 200
+
+
+async def test_readiness_turns_503_when_shutdown_starts(make_app, tokens: TokenFactory) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(lambda request: httpx.Response(200, json=tokens.jwks()))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
+    )
+    async with LifespanManager(app):
+        assert (await client.get("/readyz")).status_code == 200
+    assert_problem(await client.get("/readyz"), 503, "draining")
+    await client.aclose()
+
+
+async def test_openapi_is_served_under_the_prefix(demo: httpx.AsyncClient) -> None:
+    spec = await demo.get("/api/v1/demo/openapi.json")
+    assert spec.status_code == 200
+    assert "/api/v1/demo/whoami" in spec.json()["paths"]
+    assert (await demo.get("/openapi.json")).status_code == 404
