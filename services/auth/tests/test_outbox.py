@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from auth.models import OutboxEvent
@@ -70,3 +72,19 @@ async def test_background_relay_runs_by_itself(make_settings, started, fake_user
             return any(e["email"] == "bg@example.com" for e in fake_users.received)
 
         await wait_for(delivered, within=5)
+
+
+async def test_a_commit_wakes_the_relay_at_once(make_settings, started, fake_users) -> None:  # type: ignore[no-untyped-def]
+    # A poll interval far longer than the test: only the wake-up can deliver in time.
+    async with started(make_settings(outbox_poll_seconds=30), run_outbox=True) as (app, client):
+        await asyncio.sleep(0.2)  # the relay's first round has run and it now sleeps
+        response = await client.post(
+            "/api/v1/auth/register",
+            json={"email": "quick@example.com", "password": "pass phrase 123!", "name": "Q"},
+        )
+        assert response.status_code == 201
+
+        async def delivered() -> bool:
+            return any(e["email"] == "quick@example.com" for e in fake_users.received)
+
+        await wait_for(delivered, within=2)

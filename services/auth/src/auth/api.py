@@ -7,7 +7,7 @@ import binascii
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Form, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from auth.dependencies import AuthServiceDep, ClientInfoDep
@@ -37,8 +37,17 @@ router = APIRouter(tags=["auth"])
     response_model=UserRead,
     responses={409: {"description": "email_taken"}, 422: {"description": "weak_password"}},
 )
-async def register(data: UserCreate, db: SessionDep, auth: AuthServiceDep) -> Any:
-    return await auth.register(db, data)
+async def register(
+    data: UserCreate,
+    db: SessionDep,
+    auth: AuthServiceDep,
+    background: BackgroundTasks,
+    request: Request,
+) -> Any:
+    user = await auth.register(db, data)
+    # Background tasks run once the response is out, after the session has committed.
+    background.add_task(request.app.state.outbox.wake)
+    return user
 
 
 @router.post("/login", response_model=TokenPair, responses={429: {"description": "rate_limited"}})
@@ -94,16 +103,28 @@ async def change_password(
 
 @router.post("/users/{user_id}/disable", status_code=status.HTTP_204_NO_CONTENT)
 async def disable_user(
-    user_id: uuid.UUID, _: RequireAdmin, db: SessionDep, auth: AuthServiceDep
+    user_id: uuid.UUID,
+    _: RequireAdmin,
+    db: SessionDep,
+    auth: AuthServiceDep,
+    background: BackgroundTasks,
+    request: Request,
 ) -> None:
     await auth.set_active(db, user_id, active=False)
+    background.add_task(request.app.state.outbox.wake)
 
 
 @router.post("/users/{user_id}/enable", status_code=status.HTTP_204_NO_CONTENT)
 async def enable_user(
-    user_id: uuid.UUID, _: RequireAdmin, db: SessionDep, auth: AuthServiceDep
+    user_id: uuid.UUID,
+    _: RequireAdmin,
+    db: SessionDep,
+    auth: AuthServiceDep,
+    background: BackgroundTasks,
+    request: Request,
 ) -> None:
     await auth.set_active(db, user_id, active=True)
+    background.add_task(request.app.state.outbox.wake)
 
 
 @router.get("/jwks.json", tags=["keys"])

@@ -3,15 +3,17 @@
 Registration, disabling and enabling write an `OutboxEvent` in the same transaction as the
 change, so an event exists exactly when the change was committed. This relay, a background
 task in every auth process, sends pending events to users (`PUT /internal/v1/users/{id}`,
-with a service token auth mints for itself) and marks them delivered. A failed delivery is
-retried with exponential backoff (capped at a minute); users applies events idempotently
-(newer `version` wins), so at-least-once delivery is enough. On PostgreSQL, rows are claimed
-with `FOR UPDATE SKIP LOCKED`, so several workers never send the same event at once.
+with a service token auth mints for itself) and marks them delivered. It is woken right
+after such a commit and polls as a fallback. A failed delivery is retried with exponential
+backoff (capped at a minute); users applies events idempotently (newer `version` wins), so
+at-least-once delivery is enough. On PostgreSQL, rows are claimed with
+`FOR UPDATE SKIP LOCKED`, so several workers never send the same event at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -44,6 +46,11 @@ class OutboxRelay:
         self.issuer = issuer
         self.poll_seconds = poll_seconds
         self._token: tuple[str, datetime] | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (called once a change has committed)."""
+        self._wake.set()
 
     def _service_authorization(self) -> str:
         now = datetime.now(UTC)
@@ -99,4 +106,7 @@ class OutboxRelay:
                 raise
             except Exception:
                 logger.exception("outbox relay round failed; retrying")
-            await asyncio.sleep(self.poll_seconds)
+            # Sleep until the next poll, or until a request has committed a new event.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            self._wake.clear()
