@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -41,15 +42,24 @@ class OrganizationRepository:
         return result.scalar_one_or_none()
 
     async def lock(self, org_id: uuid.UUID) -> bool:
-        """Take the org's row lock (PostgreSQL) until the transaction ends; False if gone.
+        """Take the org's lock until the transaction ends; False when the org is gone.
 
         Every change that can remove an owner takes this lock first, so such changes to one
         org run one after the other and each counts the owners the previous one left.
-        SQLite ignores FOR UPDATE; it serializes writers anyway.
+        PostgreSQL: a row lock (SELECT ... FOR UPDATE). SQLite has no row locks and ignores
+        FOR UPDATE, so there a no-op UPDATE of the row takes the database's write lock,
+        which likewise holds off every other writer until this transaction ends.
         """
-        result = await self.session.execute(
-            select(Organization.id).where(Organization.id == org_id).with_for_update()
-        )
+        if self.session.get_bind().dialect.name == "sqlite":
+            statement: Any = (
+                update(Organization)
+                .where(Organization.id == org_id)
+                .values(slug=Organization.slug)
+                .returning(Organization.id)
+            )
+        else:
+            statement = select(Organization.id).where(Organization.id == org_id).with_for_update()
+        result = await self.session.execute(statement)
         return result.scalar_one_or_none() is not None
 
     async def rename(self, org: Organization, name: str) -> Organization:
