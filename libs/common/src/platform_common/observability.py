@@ -52,6 +52,8 @@ def setup_logging(settings: ServiceSettings) -> None:
     )
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # httpx logs every request it sends at INFO: one line per call to a peer is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def setup_tracing(settings: ServiceSettings) -> None:

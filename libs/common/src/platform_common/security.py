@@ -27,7 +27,8 @@ from typing import Annotated, Any, Protocol
 import httpx
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from jose import jwt
+from jose import jwk, jwt
+from jose.backends.base import Key
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 from redis.exceptions import RedisError
 
@@ -159,6 +160,20 @@ class TokenVerifier:
         self.algorithms = list(algorithms)
         self.revocations = revocations
         self.leeway_seconds = leeway_seconds
+        # Parsing a JWK into a key object costs more than verifying a signature with it.
+        self._constructed: dict[tuple[str, str], tuple[dict[str, Any], Key]] = {}
+
+    def _key_object(self, kid: str, alg: str, key: dict[str, Any]) -> Key:
+        # The key source hands out the same dict until its JWKS is refetched; a new dict (a
+        # refetch, possibly with new material under the same kid) is parsed again.
+        cached = self._constructed.get((kid, alg))
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        if len(self._constructed) > 64:
+            self._constructed.clear()
+        constructed = jwk.construct(key, alg)
+        self._constructed[(kid, alg)] = (key, constructed)
+        return constructed
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -177,9 +192,13 @@ class TokenVerifier:
         if key.get("alg") not in (None, alg):
             raise InvalidToken("The access token's algorithm does not match its key.")
         try:
+            key_object = self._key_object(kid, alg, key)
+        except JOSEError as exc:
+            raise InvalidToken("The access token's signing key is not usable.") from exc
+        try:
             claims = jwt.decode(
                 token,
-                key,
+                key_object,
                 algorithms=[alg],
                 audience=self.audience,
                 issuer=self.issuer,
