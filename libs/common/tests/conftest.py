@@ -10,9 +10,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from platform_common.app import create_service_app
+from platform_common.db import SessionDep
 from platform_common.errors import Conflict
 from platform_common.security import CurrentPrincipal, RequireAdmin
 from platform_common.settings import ServiceSettings
@@ -105,3 +107,9 @@ async def demo(
         ) as client,
     ):
         yield client
+
+
+@router.post("/write")
+async def write(db: SessionDep) -> dict[str, bool]:
+    await db.execute(text("SELECT 1"))
+    return {"written": True}

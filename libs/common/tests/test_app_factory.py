@@ -110,3 +110,24 @@ async def test_openapi_is_served_under_the_prefix(demo: httpx.AsyncClient) -> No
     assert spec.status_code == 200
     assert "/api/v1/demo/whoami" in spec.json()["paths"]
     assert (await demo.get("/openapi.json")).status_code == 404
+
+
+async def test_a_failed_commit_is_never_answered_2xx(make_app, tokens: TokenFactory) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    class FailingCommit(AsyncSession):
+        async def commit(self) -> None:
+            raise OperationalError("COMMIT", {}, Exception("the database went away"))
+
+    app = make_app(lambda request: httpx.Response(200, json=tokens.jwks()))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
+        ) as client,
+    ):
+        app.state.sessionmaker = async_sessionmaker(app.state.engine, class_=FailingCommit)
+        r = await client.post("/api/v1/demo/write")
+        # The commit runs before the response is sent: its failure is the answer.
+        assert_problem(r, 503, "dependency_unavailable")
