@@ -31,7 +31,8 @@ Choices, one by one:
   the chart sets ``*`` because its NetworkPolicy only lets the ingress controller, the
   platform's own pods and the monitoring namespace reach the pods.
 - ``accesslog`` off unless ``GUNICORN_ACCESSLOG`` is set (e.g. ``-``): the application logs
-  every request itself as JSON with its request id, a second plain-text line adds nothing.
+  every request itself with its request id (``platform_common.access``), a second line
+  without the id adds nothing.
 - ``preload_app`` stays off: the app, its pools and its tracer are built in each worker.
 - ``control_socket_disable``: gunicorn >= 25 opens a control socket under $HOME by default;
   there is no home to write to in a read-only container and nothing should steer it there.
