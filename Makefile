@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 # Trust the system's certificate store (where a machine's registry mirror or proxy CA lives),
 # not only uv's bundled roots.
-export UV_NATIVE_TLS ?= 1
+export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: up dev test check fmt lock sync tools bench clean
 

@@ -72,10 +72,12 @@ def wait_ready(
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             raise SystemExit(f"[up] a service exited during start-up; see the log above ({name})")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
-                if response.status == 200:
-                    return
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+            urllib.request.urlopen(url, timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
         time.sleep(0.2)
     raise SystemExit(f"[up] {name} did not become ready at {url}")
 
@@ -133,17 +135,31 @@ def main() -> int:
     try:
         for name, port in SERVICES:
             command = [
-                sys.executable, "-m", "uvicorn", "--factory", f"{name}.app:create_app",
-                "--host", HOST, "--port", str(port), "--no-access-log",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"{name}.app:create_app",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--no-access-log",
             ]
             if args.reload:
-                command += ["--reload", "--reload-dir", str(ROOT / "services" / name / "src"),
-                            "--reload-dir", str(ROOT / "libs" / "common" / "src")]
+                command += [
+                    "--reload",
+                    "--reload-dir",
+                    str(ROOT / "services" / name / "src"),
+                    "--reload-dir",
+                    str(ROOT / "libs" / "common" / "src"),
+                ]
             procs.append(subprocess.Popen(command, env=env))
         for name, port in SERVICES:
             wait_ready(name, port, procs)
 
         base = f"http://{HOST}"
+        kept = f"  (generated; kept in {data_dir / 'admin-password'})" if generated else ""
         print(
             f"""
 The platform is up (data in {data_dir}).
@@ -153,7 +169,7 @@ The platform is up (data in {data_dir}).
   orgs   {base}:8003/api/v1/orgs/docs
   metrics and health: /metrics, /livez, /readyz on each port
 
-Platform admin: {email}  password: {password}{'  (generated; kept in ' + str(data_dir / 'admin-password') + ')' if generated else ''}
+Platform admin: {email}  password: {password}{kept}
 
 Try it:
   curl -s -X POST {base}:8001/api/v1/auth/login -H 'content-type: application/json' \\
