@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from platform_common.testing import Backends, backends  # noqa: F401
+from platform_common.testing import (  # noqa: F401
+    Backends,
+    backends,
+    free_port,
+    stop_process_group,
+)
+from platform_common.testing import log_tail as _log_tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INGRESS_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "ingress.conf.template"
@@ -46,35 +51,13 @@ SERVICES = ("auth", "users", "orgs")
 READY_TIMEOUT = 90.0  # two busy cores, three Python processes importing at once
 LOG_TAIL_LINES = 40
 
-# Every running Platform / Ingress, for the failure report hook below.
-_RUNNING: list[Any] = []
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    if not path.exists():
-        return f"({path} does not exist)"
-    text = path.read_text(errors="replace").splitlines()
-    return "\n".join(text[-lines:]) or "(empty)"
+    return _log_tail(path, lines)
 
 
-def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the process's group (it was started in a session of its own), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
+# Every running Platform / Ingress, for the failure report hook below.
+_RUNNING: list[Any] = []
 
 
 def redis_url_of_our_own(url: str) -> str:

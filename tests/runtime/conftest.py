@@ -30,8 +30,6 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -44,7 +42,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from platform_common.testing import Backends, backends  # noqa: F401
+from platform_common.testing import (  # noqa: F401
+    Backends,
+    backends,
+    free_port,
+    spawn,
+    stop_process_group,
+)
+from platform_common.testing import log_tail as _log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "services" / "auth" / "Dockerfile"
@@ -52,6 +57,11 @@ HOST = "127.0.0.1"
 BUILD_TIMEOUT = 300.0  # a cold uv cache downloads every locked wheel
 READY_TIMEOUT = 90.0  # two busy cores, a master and two workers importing the app
 LOG_TAIL_LINES = 40
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    return _log_tail(path, lines)
+
 
 _RUNNING: list[Gunicorn] = []
 
@@ -72,50 +82,6 @@ def find_tool(name: str, install_hint: str, env_var: str | None = None) -> str:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    if not path.exists():
-        return f"({path} does not exist)"
-    text = path.read_text(errors="replace").splitlines()
-    return "\n".join(text[-lines:]) or "(empty)"
-
-
-def spawn(
-    command: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start `command` in a process group of its own (so killpg reaches its children),
-    its output appended to `log_path`."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            command,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """SIGTERM the process's group (it was started in a session of its own), then SIGKILL."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    # Workers may outlive a master that was killed: sweep the whole group either way.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
 
 
 def child_pids(pid: int) -> set[int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from auth.config import AuthSettings, get_settings
 from platform_common import migrations
+from platform_common.observability import setup_logging
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger("auth.migrate")
@@ -28,8 +29,8 @@ async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    setup_logging(settings)
     migrations.upgrade(MIGRATIONS, settings.resolved_database_url())
     logger.info("auth database is at the latest revision")
     email = settings.platform_admin_email

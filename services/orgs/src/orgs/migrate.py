@@ -11,14 +11,16 @@ from pathlib import Path
 
 from orgs.config import get_settings
 from platform_common import migrations
+from platform_common.observability import setup_logging
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger("orgs.migrate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    migrations.upgrade(MIGRATIONS, get_settings().resolved_database_url())
+    settings = get_settings()
+    setup_logging(settings)
+    migrations.upgrade(MIGRATIONS, settings.resolved_database_url())
     logger.info("orgs database is at the latest revision")
     return 0
 

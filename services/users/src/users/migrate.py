@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from platform_common import migrations
+from platform_common.observability import setup_logging
 from users.config import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -17,8 +18,9 @@ logger = logging.getLogger("users.migrate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    migrations.upgrade(MIGRATIONS, get_settings().resolved_database_url())
+    settings = get_settings()
+    setup_logging(settings)
+    migrations.upgrade(MIGRATIONS, settings.resolved_database_url())
     logger.info("users database is at the latest revision")
     return 0
 
