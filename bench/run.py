@@ -299,7 +299,7 @@ def main() -> int:
             ),
             wrk(
                 "orgs GET /orgs/{slug}",
-                "JWT verify + revocation check (Redis) + 2 queries",
+                "JWT verify + revocation check (Redis) + 3 queries",
                 f"{urls['orgs']}/api/v1/orgs/bench",
                 args,
                 *auth_header,
