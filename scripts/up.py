@@ -131,6 +131,9 @@ def main() -> int:
         if started_redis:
             stop_embedded_redis(data_dir)
 
+    # Ctrl-C raises KeyboardInterrupt even when started from a shell that ignores SIGINT for
+    # background jobs; SIGTERM unwinds the same way. Either ends in stop().
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for name, port in SERVICES:
