@@ -131,3 +131,19 @@ async def test_a_failed_commit_is_never_answered_2xx(make_app, tokens: TokenFact
         r = await client.post("/api/v1/demo/write")
         # The commit runs before the response is sent: its failure is the answer.
         assert_problem(r, 503, "dependency_unavailable")
+
+
+async def test_unparseable_bodies_are_declared_400_and_413(demo: httpx.AsyncClient) -> None:
+    # Found by tests/fuzz: a body that is not UTF-8 answered an undocumented 400.
+    r = await demo.post(
+        "/api/v1/demo/echo", content=b"\xff", headers={"content-type": "application/json"}
+    )
+    assert_problem(r, 400, "bad_request")
+
+    paths = (await demo.get("/api/v1/demo/openapi.json")).json()["paths"]
+    post_echo = paths["/api/v1/demo/echo"]["post"]["responses"]
+    for status in ("400", "413"):
+        content = post_echo[status]["content"]["application/problem+json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/Problem"}
+    # Operations without a body cannot answer them, and do not say they might.
+    assert "400" not in paths["/api/v1/demo/conflict"]["get"]["responses"]

@@ -46,6 +46,22 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status in (401, 403, 404, 422, 503)
 }
 
+# Only operations that read a body can answer these, so they are added to those operations'
+# OpenAPI (see `_declare_body_errors`). A route's own entry (auth's OAuth2 `/token` answers
+# RFC 6749 400s) wins. By reference: `Problem` is a component already.
+BODY_ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    for status, description in (
+        (400, "`bad_request`: the body cannot be parsed at all (not UTF-8, for one)"),
+        (413, "`payload_too_large`: the body is over the size limit"),
+    )
+}
+
 
 def create_service_app(
     settings: ServiceSettings,
@@ -142,9 +158,29 @@ def create_service_app(
     # Service-to-service endpoints live outside the prefix: the ingress never routes them.
     for router in internal_routers:
         app.include_router(router)
+    _declare_body_errors(app)
     app.state.metrics_registry = instrument_app(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _declare_body_errors(app: FastAPI) -> None:
+    """Document 400 and 413 on every operation with a request body (FastAPI's "extending
+    OpenAPI" hook: routes of included routers are no longer editable one by one)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        responses = operation.setdefault("responses", {})
+                        for status, response in BODY_ERROR_RESPONSES.items():
+                            responses.setdefault(str(status), response)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
