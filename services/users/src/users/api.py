@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response
 from platform_common.db import SessionDep
 from platform_common.pagination import Page, PageParamsDep
 from platform_common.security import CurrentPrincipal, CurrentUser, RequireAdmin
+from platform_common.text import NO_NUL
 from users.dependencies import ProvisionCaller, UsersServiceDep
 from users.schemas import (
     LookupRequest,
@@ -97,7 +98,11 @@ async def list_users(
     page: PageParamsDep,
     q: Annotated[
         str | None,
-        Query(max_length=200, description="Case-insensitive substring of the name or email"),
+        Query(
+            max_length=200,
+            pattern=NO_NUL,
+            description="Case-insensitive substring of the name or email",
+        ),
     ] = None,
     is_active: Annotated[bool | None, Query(description="Only active or disabled users")] = None,
 ) -> Any:

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from platform_common.text import NO_NUL
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)
+]
 Role = Literal["user", "admin"]
 
 MAX_LOOKUP_IDS = 100
+# `version` is stored as a PostgreSQL bigint.
+MAX_BIGINT = 2**63 - 1
+
+
+def in_utc(value: datetime) -> datetime:
+    """An instant PostgreSQL's timestamptz can hold: 0001-01-01T00:00+14:00 is still year 1
+    locally but before year 1 in UTC, which no datetime can represent."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the instant is out of range once converted to UTC") from exc
 
 
 class ProfileRead(BaseModel):
@@ -62,9 +77,11 @@ class UserEvent(BaseModel):
 
     event: Literal["user.registered", "user.disabled", "user.enabled", "user.updated"]
     id: uuid.UUID
-    email: str = Field(min_length=1, max_length=320)
+    email: str = Field(min_length=1, max_length=320, pattern=NO_NUL)
     name: Name
     role: Role
     is_active: bool
-    created_at: datetime
-    version: int = Field(ge=1, description="Microseconds since the epoch; newer wins")
+    created_at: Annotated[AwareDatetime, AfterValidator(in_utc)]
+    version: int = Field(
+        ge=1, le=MAX_BIGINT, description="Microseconds since the epoch; newer wins"
+    )
