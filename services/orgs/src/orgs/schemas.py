@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from orgs.roles import Role
+from platform_common.text import NO_NUL
 
 SLUG_PATTERN = r"^[a-z0-9](-?[a-z0-9])*$"
 
@@ -22,7 +23,9 @@ Slug = Annotated[
         examples=["acme-inc"],
     ),
 ]
-OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+OrgName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)
+]
 
 
 class OrgCreate(BaseModel):

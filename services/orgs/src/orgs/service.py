@@ -20,6 +20,7 @@ and rolls back when it raises.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -47,9 +48,12 @@ from orgs.errors import (
 from orgs.models import Invitation, Membership, Organization
 from orgs.repository import InvitationRepository, MembershipRepository, OrganizationRepository
 from orgs.roles import Role
+from orgs.schemas import SLUG_PATTERN
 from orgs.users_directory import UserProfile, UsersDirectory
 from platform_common.pagination import PageParams
 from platform_common.security import Principal
+
+SLUG_RE = re.compile(SLUG_PATTERN)
 
 
 def utcnow() -> datetime:
@@ -189,6 +193,9 @@ class OrgsService:
 
     async def resolve(self, db: AsyncSession, principal: Principal, slug: str) -> OrgAccess:
         """The org and the caller's role in it; OrgNotFound unless the caller may see it."""
+        if not SLUG_RE.fullmatch(slug):
+            # No org has such a slug, and some (a NUL) PostgreSQL cannot even compare.
+            raise OrgNotFound
         org = await OrganizationRepository(db).get_by_slug(slug)
         if org is None:
             raise OrgNotFound
