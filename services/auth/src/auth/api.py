@@ -182,7 +182,11 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     "/token",
     response_model=TokenPair | ServiceToken,
     summary="OAuth2 token endpoint (password, refresh_token, client_credentials)",
-    responses={400: {"description": "RFC 6749 error"}, 401: {"description": "RFC 6749 error"}},
+    responses={
+        400: {"description": "RFC 6749 error"},
+        401: {"description": "RFC 6749 error"},
+        429: {"description": "RFC 6749 error `slow_down`, with `Retry-After`"},
+    },
 )
 async def token(
     request: Request,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auth.api import router
+from auth.api import oauth_error, router
 from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
 from auth.outbox import OutboxRelay
@@ -93,4 +95,21 @@ def create_app(
     )
     # Keys are loaded before start-up so that /jwks.json works as soon as the app exists.
     app.state.keyring = keyring
+    _oauth_body_errors(app, f"/api/v1/{settings.service_name}/token")
     return app
+
+
+def _oauth_body_errors(app: FastAPI, token_path: str) -> None:
+    """A token request whose form cannot be parsed (a multipart body without a boundary) is
+    refused by FastAPI before the endpoint runs; OAuth2 clients still get RFC 6749's
+    `invalid_request`. Every other HTTP error keeps the common problem+json handler."""
+    problem = app.exception_handlers[StarletteHTTPException]
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and request.url.path == token_path:
+            return oauth_error(400, "invalid_request", str(exc.detail))
+        response = problem(request, exc)
+        return await response if inspect.isawaitable(response) else response
+
+    app.add_exception_handler(StarletteHTTPException, on_http)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import OutboxEvent, RefreshToken, Session, User
+from platform_common.text import has_nul
 
 
 class UserRepository:
@@ -20,6 +21,8 @@ class UserRepository:
         return await self.session.get(User, user_id)
 
     async def get_by_email(self, email: str) -> User | None:
+        if has_nul(email):
+            return None  # no stored email has one, and PostgreSQL cannot compare it
         result = await self.session.execute(select(User).where(User.email == email.lower()))
         return result.scalar_one_or_none()
 

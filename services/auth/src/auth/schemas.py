@@ -8,11 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from platform_common.text import NO_NUL
+
 
 class UserCreate(BaseModel):
     email: EmailStr = Field(max_length=320)
     password: str = Field(max_length=4096, description="8 to 128 characters, not a common one")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
 
 class UserRead(BaseModel):
