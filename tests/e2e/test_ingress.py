@@ -67,9 +67,12 @@ def test_request_id_reaches_orgs_through_users(
     assert me.headers["x-request-id"] == request_id
 
     # orgs was called by users, not by the test: seeing the id in orgs' log proves users
-    # passed it on. Logs are flushed line by line, but give the write a moment.
-    deadline = time.monotonic() + 3
-    while request_id not in platform["orgs"].log_text() and time.monotonic() < deadline:
+    # passed it on. Each service writes its access line once its response is complete, which
+    # can be a moment after the client has the answer: wait for both lines.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(
+        request_id in platform[name].log_text() for name in ("orgs", "users")
+    ):
         time.sleep(0.1)
     lines = [line for line in platform["orgs"].log_text().splitlines() if request_id in line]
     assert lines, f"orgs logged nothing with request id {request_id}"
