@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -29,13 +28,15 @@ from orgs.app import create_app
 from orgs.config import OrgsSettings
 from orgs.migrate import MIGRATIONS
 from orgs.models import Base
-from platform_common import migrations
 from platform_common.testing import (
     Backends,
     TokenFactory,
     backends,  # noqa: F401
     empty_tables,
     flush_redis,
+    jwks_transport,
+    migrated_database,
+    running,
 )
 
 ISSUER = "http://auth.test/api/v1/auth"
@@ -129,10 +130,7 @@ def token_factory() -> TokenFactory:
 
 @pytest.fixture(scope="session")
 async def database_url(backends: Backends) -> AsyncIterator[str]:
-    url = await backends.create_database("orgs")
-    # alembic runs its own event loop (asyncio.run): keep it off the session's loop.
-    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
-    yield url
+    yield await migrated_database(backends, "orgs", MIGRATIONS)
     await backends.drop_databases()
 
 
@@ -166,9 +164,6 @@ async def make_client(
 ) -> AsyncIterator[ClientFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
 
-    def jwks(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=token_factory.jwks())
-
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         settings = OrgsSettings(
@@ -183,14 +178,9 @@ async def make_client(
         )
         app = create_app(
             settings,
-            transports={"jwks": httpx.MockTransport(jwks), "users": httpx.MockTransport(users)},
+            transports={"jwks": jwks_transport(token_factory), "users": httpx.MockTransport(users)},
         )
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(manager.app), base_url="http://test"
-            ) as client,
-        ):
+        async with running(app) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
 

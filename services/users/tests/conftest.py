@@ -8,7 +8,6 @@ which records each request and answers whatever the test programs.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,17 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from platform_common import migrations
 from platform_common.testing import (
     Backends,
     TokenFactory,
     backends,  # noqa: F401
     empty_tables,
     flush_redis,
+    jwks_transport,
+    migrated_database,
+    running,
 )
 from users.app import create_app
 from users.config import UsersSettings
@@ -134,10 +134,7 @@ def auth(token_factory: TokenFactory) -> FakeAuth:
 
 @pytest.fixture(scope="session")
 async def database_url(backends: Backends) -> AsyncIterator[str]:
-    url = await backends.create_database("users")
-    # alembic runs its own event loop (asyncio.run): keep it off the session's loop.
-    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
-    yield url
+    yield await migrated_database(backends, "users", MIGRATIONS)
     await backends.drop_databases()
 
 
@@ -166,9 +163,6 @@ async def make_client(
 ) -> AsyncIterator[AppFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
 
-    def jwks(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=token_factory.jwks())
-
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         settings = UsersSettings(
@@ -183,14 +177,9 @@ async def make_client(
         )
         app = create_app(
             settings,
-            transports={"jwks": httpx.MockTransport(jwks), "orgs": httpx.MockTransport(orgs)},
+            transports={"jwks": jwks_transport(token_factory), "orgs": httpx.MockTransport(orgs)},
         )
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(manager.app), base_url="http://test"
-            ) as client,
-        ):
+        async with running(app) as client:
             yield client
 
     try:

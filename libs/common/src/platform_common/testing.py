@@ -14,6 +14,7 @@ number, so the suite is parallel-safe; tables are emptied and Redis flushed betw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -28,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -251,8 +253,6 @@ class TokenFactory:
 
 async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.05) -> Any:
     """Poll an async predicate until it returns something truthy."""
-    import asyncio
-
     deadline = time.monotonic() + within
     while True:
         result = await predicate()
@@ -272,7 +272,10 @@ __all__ = [
     "empty_tables",
     "flush_redis",
     "free_port",
+    "jwks_transport",
     "log_tail",
+    "migrated_database",
+    "running",
     "spawn",
     "stop_process_group",
     "wait_for",
@@ -339,3 +342,35 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> 
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout)
+
+
+# Apps under test, in-process. ------------------------------------------------------------
+
+
+async def migrated_database(backends: Backends, name: str, script_location: Path) -> str:
+    """A fresh database at the latest revision of a service's migrations."""
+    from platform_common import migrations
+
+    url = await backends.create_database(name)
+    # alembic runs its own event loop (asyncio.run): keep it off the tests' loop.
+    await asyncio.to_thread(migrations.upgrade, script_location, url)
+    return url
+
+
+def jwks_transport(tokens: TokenFactory) -> httpx.MockTransport:
+    """auth's JWKS endpoint as the app under test sees it, publishing `tokens`' key."""
+    return httpx.MockTransport(lambda request: httpx.Response(200, json=tokens.jwks()))
+
+
+@contextlib.asynccontextmanager
+async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and yield a client that talks to it in-process."""
+    from asgi_lifespan import LifespanManager
+
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://test"
+        ) as client,
+    ):
+        yield client
