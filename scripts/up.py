@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = [("auth", 8001), ("users", 8002), ("orgs", 8003)]
+SERVICE_NAMES = ("auth", "users", "orgs")  # on --port-base, +1 and +2
 HOST = "127.0.0.1"
 
 
@@ -50,13 +50,14 @@ def admin_credentials(data_dir: Path) -> tuple[str, str, bool]:
     return email, password, True
 
 
-def service_env(data_dir: Path, redis_url: str) -> dict[str, str]:
+def service_env(data_dir: Path, redis_url: str, ports: dict[str, int]) -> dict[str, str]:
     env = dict(os.environ)
-    urls = {name: f"http://{HOST}:{port}" for name, port in SERVICES}
-    for name, _ in SERVICES:
+    urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
+    for name in ports:
         prefix = name.upper()
         env.setdefault(f"{prefix}_DATA_DIR", str(data_dir))
         env.setdefault(f"{prefix}_REDIS_URL", os.environ.get("REDIS_URL", redis_url))
+        env.setdefault(f"{prefix}_JWT_ISSUER", f"{urls['auth']}/api/v1/auth")
         env.setdefault(f"{prefix}_JWKS_URL", f"{urls['auth']}/api/v1/auth/jwks.json")
     env.setdefault("AUTH_USERS_URL", urls["users"])
     env.setdefault("USERS_ORGS_URL", urls["orgs"])
@@ -86,7 +87,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("PLATFORM_DATA_DIR", ".data"))
     parser.add_argument("--reload", action="store_true", help="reload on source changes")
+    parser.add_argument(
+        "--port-base", type=int, default=8001, help="auth's port; users +1, orgs +2"
+    )
     args = parser.parse_args()
+    ports = {name: args.port_base + offset for offset, name in enumerate(SERVICE_NAMES)}
     data_dir = (ROOT / args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -101,12 +106,12 @@ def main() -> int:
         started_redis = True
         log(f"Redis: embedded redis-server at {redis_url}")
 
-    env = service_env(data_dir, redis_url)
+    env = service_env(data_dir, redis_url, ports)
     email, password, generated = admin_credentials(data_dir)
     # Each service owns its database: the three migrations run side by side.
-    log("migrating " + ", ".join(name for name, _ in SERVICES))
+    log("migrating " + ", ".join(SERVICE_NAMES))
     migrations = []
-    for name, _ in SERVICES:
+    for name in SERVICE_NAMES:
         migrate_env = dict(env)
         if name == "auth":
             migrate_env.update(PLATFORM_ADMIN_EMAIL=email, PLATFORM_ADMIN_PASSWORD=password)
@@ -136,7 +141,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        for name, port in SERVICES:
+        for name, port in ports.items():
             command = [
                 sys.executable,
                 "-m",
@@ -158,7 +163,7 @@ def main() -> int:
                     str(ROOT / "libs" / "common" / "src"),
                 ]
             procs.append(subprocess.Popen(command, env=env))
-        for name, port in SERVICES:
+        for name, port in ports.items():
             wait_ready(name, port, procs)
 
         base = f"http://{HOST}"
@@ -167,15 +172,15 @@ def main() -> int:
             f"""
 The platform is up (data in {data_dir}).
 
-  auth   {base}:8001/api/v1/auth/docs
-  users  {base}:8002/api/v1/users/docs
-  orgs   {base}:8003/api/v1/orgs/docs
+  auth   {base}:{ports["auth"]}/api/v1/auth/docs
+  users  {base}:{ports["users"]}/api/v1/users/docs
+  orgs   {base}:{ports["orgs"]}/api/v1/orgs/docs
   metrics and health: /metrics, /livez, /readyz on each port
 
 Platform admin: {email}  password: {password}{kept}
 
 Try it:
-  curl -s -X POST {base}:8001/api/v1/auth/login -H 'content-type: application/json' \\
+  curl -s -X POST {base}:{ports["auth"]}/api/v1/auth/login -H 'content-type: application/json' \\
        -d '{{"email": "{email}", "password": "{password}"}}'
 
 Ctrl-C stops everything.
