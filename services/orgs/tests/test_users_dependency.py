@@ -46,7 +46,7 @@ async def test_users_slow_is_504_within_a_second(
         response = await client.get("/api/v1/orgs/slow-users/members", headers=owner.headers)
         elapsed = time.monotonic() - started
     assert_problem(response, 504, "dependency_timeout")
-    assert elapsed < 1.0
+    assert elapsed < 1.5  # the 0.3 s timeout, not the 2 s default
 
 
 async def test_adding_a_member_while_users_is_down_changes_nothing(

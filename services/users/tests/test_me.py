@@ -168,7 +168,7 @@ async def test_me_degrades_within_the_timeout_when_orgs_hangs(
     assert response.status_code == 200
     assert response.json()["organizations"] is None
     assert response.headers["warning"] == '199 - "organizations unavailable"'
-    assert 0.3 <= elapsed < 1.0
+    assert 0.3 <= elapsed < 1.5  # the 0.3 s timeout, not the 2 s default
 
 
 async def test_patch_me_changes_the_name(client: httpx.AsyncClient, auth: FakeAuth) -> None:
