@@ -36,13 +36,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from platform_common.testing import (  # noqa: F401
+from platform_testing import (  # noqa: F401
     Backends,
     backends,
     free_port,
     stop_process_group,
 )
-from platform_common.testing import log_tail as _log_tail
+from platform_testing import log_tail as _log_tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INGRESS_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "ingress.conf.template"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from platform_common.testing import free_port, log_tail, spawn, stop_process_group
+from platform_testing import free_port, log_tail, spawn, stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 pytestmark = pytest.mark.slow
 

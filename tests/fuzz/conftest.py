@@ -46,7 +46,7 @@ from sqlalchemy.pool import NullPool
 
 from platform_common import migrations
 from platform_common.errors import PROBLEM_CONTENT_TYPE
-from platform_common.testing import Backends, TokenFactory, backends  # noqa: F401
+from platform_testing import Backends, TokenFactory, backends  # noqa: F401
 
 ISSUER = "http://auth.test/api/v1/auth"
 AUDIENCE = "identity-platform"

@@ -26,7 +26,7 @@ from schemathesis.python import asgi as schemathesis_asgi
 from auth.app import create_app
 from auth.config import AuthSettings
 from auth.migrate import MIGRATIONS, seed_admin
-from platform_common.testing import Backends
+from platform_testing import Backends
 from tests.fuzz.conftest import (
     CHECKS,
     COLLECTION_URLS,

@@ -22,7 +22,7 @@ from schemathesis.python import asgi as schemathesis_asgi
 from orgs.app import create_app
 from orgs.config import OrgsSettings
 from orgs.migrate import MIGRATIONS
-from platform_common.testing import Backends, TokenFactory
+from platform_testing import Backends, TokenFactory
 from tests.fuzz.conftest import (
     COLLECTION_URLS,
     QUIET,

@@ -16,7 +16,7 @@ import schemathesis
 from fastapi import FastAPI
 from schemathesis.python import asgi as schemathesis_asgi
 
-from platform_common.testing import Backends, TokenFactory
+from platform_testing import Backends, TokenFactory
 from tests.fuzz.conftest import (
     COLLECTION_URLS,
     QUIET,

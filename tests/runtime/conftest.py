@@ -42,14 +42,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from platform_common.testing import (  # noqa: F401
+from platform_testing import (  # noqa: F401
     Backends,
     backends,
     free_port,
     spawn,
     stop_process_group,
 )
-from platform_common.testing import log_tail as _log_tail
+from platform_testing import log_tail as _log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "services" / "auth" / "Dockerfile"

@@ -18,7 +18,7 @@ from platform_common.db import SessionDep
 from platform_common.errors import Conflict
 from platform_common.security import CurrentPrincipal, RequireAdmin
 from platform_common.settings import ServiceSettings
-from platform_common.testing import Backends, TokenFactory, backends  # noqa: F401
+from platform_testing import Backends, TokenFactory, backends  # noqa: F401
 
 ISSUER = "http://auth.test/api/v1/auth"
 AUDIENCE = "identity-platform"

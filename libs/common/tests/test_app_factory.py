@@ -7,7 +7,7 @@ import time
 import httpx
 from asgi_lifespan import LifespanManager
 
-from platform_common.testing import TokenFactory, assert_problem
+from platform_testing import TokenFactory, assert_problem
 
 
 async def test_unexpected_errors_leak_nothing(demo: httpx.AsyncClient) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for auth's tests: a migrated database and Redis from `platform_common.testing`,
+"""Fixtures for auth's tests: a migrated database and Redis from `platform_testing`,
 one app per test session (cheap Argon2 parameters), a fake users service behind an
 `httpx.MockTransport`, and helpers to register and log in."""
 
@@ -22,7 +22,7 @@ from auth.config import AuthSettings
 from auth.migrate import MIGRATIONS
 from auth.models import Base
 from platform_common import migrations
-from platform_common.testing import Backends, backends, empty_tables, flush_redis  # noqa: F401
+from platform_testing import Backends, backends, empty_tables, flush_redis  # noqa: F401
 
 PASSWORD = "a perfectly fine passphrase"
 

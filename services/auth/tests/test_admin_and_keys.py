@@ -9,7 +9,7 @@ import httpx
 from jose import jwt
 
 from auth.keys import KeyRing, generate_key_file
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 
 def bearer(tokens: dict) -> dict[str, str]:  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 URL = "/api/v1/auth/login"
 

@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 from auth.migrate import MIGRATIONS
 from auth.models import Base
 from platform_common import migrations
-from platform_common.testing import Backends
+from platform_testing import Backends
 
 
 async def test_upgrade_downgrade_upgrade_without_drift(backends: Backends) -> None:

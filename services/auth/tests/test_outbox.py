@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import select
 
 from auth.models import OutboxEvent
-from platform_common.testing import wait_for
+from platform_testing import wait_for
 
 
 async def pending(app) -> list[OutboxEvent]:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from auth.models import OutboxEvent, User
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 URL = "/api/v1/auth/register"
 

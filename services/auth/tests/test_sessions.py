@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 
 def bearer(tokens: dict) -> dict[str, str]:  # type: ignore[type-arg]

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 SESSIONS = "/api/v1/auth/sessions"
 

@@ -1,7 +1,7 @@
 """Fixtures for orgs' tests: a migrated database, a token issuer and a fake users service.
 
 The app runs in-process (LifespanManager + ASGITransport) against the real backends from
-`platform_common.testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
+`platform_testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
 `httpx.MockTransport`s: "jwks" serves the `TokenFactory`'s keys, "users" is `FakeUsers`,
 which knows a set of users, answers `POST /api/v1/users/lookup` and records every request.
 
@@ -28,7 +28,7 @@ from orgs.app import create_app
 from orgs.config import OrgsSettings
 from orgs.migrate import MIGRATIONS
 from orgs.models import Base
-from platform_common.testing import (
+from platform_testing import (
     Backends,
     TokenFactory,
     backends,  # noqa: F401

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orgs.models import Invitation
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 if TYPE_CHECKING:
     from conftest import ClientFactory, OrgsApi, OrgWorld, People

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from orgs.migrate import MIGRATIONS
 from orgs.models import Base, Membership, Organization
 from platform_common import migrations
-from platform_common.testing import Backends
+from platform_testing import Backends
 
 TABLES = {"organizations", "memberships", "invitations"}
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 
 if TYPE_CHECKING:
     from conftest import OrgsApi, OrgWorld, People

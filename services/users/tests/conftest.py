@@ -1,7 +1,7 @@
 """Fixtures for users' tests: a migrated database, a token issuer and a fake orgs.
 
 The app runs in-process (LifespanManager + ASGITransport) against the real backends from
-`platform_common.testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
+`platform_testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
 `httpx.MockTransport`s: "jwks" serves the `TokenFactory`'s keys, "orgs" is `FakeOrgs`,
 which records each request and answers whatever the test programs.
 """
@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from platform_common.testing import (
+from platform_testing import (
     Backends,
     TokenFactory,
     backends,  # noqa: F401

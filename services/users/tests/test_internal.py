@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 from users.dependencies import PROVISION_SCOPE
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from platform_common.testing import assert_problem
+from platform_testing import assert_problem
 from users.models import Profile
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from platform_common import migrations
-from platform_common.testing import Backends
+from platform_testing import Backends
 from users.migrate import MIGRATIONS
 from users.models import ONLY_DIALECT, Profile
 

@@ -1,4 +1,6 @@
-"""Shared test infrastructure: where the database and Redis come from, and token minting.
+"""Test support for the services (a dev-only workspace package; production never imports it).
+
+Where the database and Redis come from, token minting, callers and in-process clients.
 
 Every service's `tests/conftest.py` imports these fixtures. The backing services are, in
 order of preference:
@@ -266,9 +268,11 @@ async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.05)
 __all__ = [
     "AsyncIterator",
     "Backends",
+    "Caller",
     "TokenFactory",
     "assert_problem",
     "backends",
+    "bearer",
     "empty_tables",
     "flush_redis",
     "free_port",
@@ -374,3 +378,22 @@ async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         ) as client,
     ):
         yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for an access token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Caller:
+    """Somebody calling a service: who, and the access token that says so."""
+
+    id: uuid.UUID
+    token: str
+    email: str = ""
+    name: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.token)
