@@ -29,7 +29,7 @@ class DemoSettings(ServiceSettings):
     service_name: str = "demo"
 
 
-router = APIRouter()
+router = APIRouter(prefix="/api/v1/demo")
 
 
 @router.get("/whoami")

@@ -4,8 +4,8 @@
 create_service_app(settings, routers, resources=...)
   middleware:  RequestContext (X-Request-ID, caller's Authorization) -> BodySizeLimit (413)
   handlers:    problem+json for ProblemError, validation, HTTP errors, dependency failures
-  routes:      /livez /readyz /metrics, the service's routers under /api/v1/<service>,
-               internal (service-to-service) routers under /internal/v1/<service>,
+  routes:      /livez /readyz /metrics, the service's routers (each declares its prefix:
+               /api/v1/<service>, internal ones /internal/v1/<service>),
                OpenAPI at /api/v1/<service>/openapi.json, docs at /api/v1/<service>/docs
   app.state:   settings, engine, sessionmaker, redis, revocations, verifier, readiness,
                http (peer ServiceClients), metrics registry
@@ -153,10 +153,9 @@ def create_service_app(
 
     install_error_handlers(app)
     app.include_router(health_router)
-    for router in routers:
-        app.include_router(router, prefix=prefix)
-    # Service-to-service endpoints live outside the prefix: the ingress never routes them.
-    for router in internal_routers:
+    # Each router declares its own prefix (/api/v1/<service>, or /internal/v1/<service> for
+    # service-to-service endpoints, which the ingress never routes).
+    for router in (*routers, *internal_routers):
         app.include_router(router)
     _declare_body_errors(app)
     app.state.metrics_registry = instrument_app(app, settings)

@@ -28,7 +28,7 @@ from platform_common.db import SessionDep
 from platform_common.pagination import Page, PageParamsDep
 from platform_common.security import CurrentUser, RequireAdmin
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 @router.post(

@@ -34,7 +34,7 @@ from platform_common.db import SessionDep
 from platform_common.pagination import Page, PageParamsDep
 from platform_common.security import CurrentUser
 
-router = APIRouter(tags=["orgs"])
+router = APIRouter(prefix="/api/v1/orgs", tags=["orgs"])
 
 _USERS_DOWN: dict[int | str, dict[str, Any]] = {
     503: {"description": "`dependency_unavailable`: the users service is unreachable or failing"},

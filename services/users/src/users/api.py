@@ -24,7 +24,7 @@ from users.schemas import (
     UserSummary,
 )
 
-router = APIRouter(tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
 internal_router = APIRouter(prefix="/internal/v1/users", tags=["internal"])
 
 ORGS_UNAVAILABLE_WARNING = '199 - "organizations unavailable"'
