@@ -273,6 +273,7 @@ __all__ = [
     "assert_problem",
     "backends",
     "bearer",
+    "client_factory",
     "empty_tables",
     "flush_redis",
     "free_port",
@@ -397,3 +398,28 @@ class Caller:
     @property
     def headers(self) -> dict[str, str]:
         return bearer(self.token)
+
+
+def client_factory(
+    create_app: Any,
+    settings_type: Any,
+    base_settings: dict[str, Any],
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    **app_kwargs: Any,
+) -> Any:
+    """The one way a service's tests get an app and a client talking to it in-process.
+
+    `async with factory(**setting_overrides) as client:` builds the settings from
+    `base_settings` plus the overrides, the app with `transports` standing in for its peers,
+    runs its lifespan and yields an `httpx.AsyncClient`; `client.app` is the app.
+    """
+
+    @contextlib.asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        settings = settings_type(**{**base_settings, **overrides})
+        app = create_app(settings, transports=transports, **app_kwargs)
+        async with running(app) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+    return factory
