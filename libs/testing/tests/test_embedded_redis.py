@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from platform_common.embedded_redis import ensure_embedded_redis, stop_embedded_redis
+from platform_testing.embedded_redis import ensure_embedded_redis, stop_embedded_redis
 
 
 def test_processes_of_one_data_folder_share_one_server(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_processes_of_one_data_folder_share_one_server(tmp_path: Path) -> None:
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; from redis import Redis; "
-                "from platform_common.embedded_redis import ensure_embedded_redis; "
+                "from platform_testing.embedded_redis import ensure_embedded_redis; "
                 "url = ensure_embedded_redis(Path(sys.argv[1])); "
                 "print(url, Redis.from_url(url).get('written-here').decode())",
                 str(tmp_path),
