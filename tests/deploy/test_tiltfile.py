@@ -80,6 +80,7 @@ class TiltRecorder:
                 "ref": ref,
                 "context": context,
                 "dockerfile": dockerfile,
+                "build_args": dict(build_args or {}),
                 "target": target,
                 "only": as_list(only),
                 "live_update": list(live_update),
@@ -236,7 +237,9 @@ def test_each_service_image_is_built_from_its_dev_target(tilt: TiltRecorder) -> 
     assert set(builds) == {f"identity-platform/{name}" for name in SERVICES}
     for name in SERVICES:
         build = builds[f"identity-platform/{name}"]
-        assert build["dockerfile"] == f"services/{name}/Dockerfile"
+        # One Dockerfile for every service; the build argument names the service.
+        assert build["dockerfile"] == "Dockerfile"
+        assert build["build_args"] == {"SERVICE": name}
         assert build["target"] == "dev"
         dockerfile = (REPO_ROOT / build["dockerfile"]).read_text()
         assert re.search(r"^FROM \S+ AS dev$", dockerfile, re.MULTILINE)

@@ -1,8 +1,8 @@
 """What the auth image does, without Docker: its virtual environment and its CMD.
 
 ```
-image_spec (session)     services/auth/Dockerfile parsed: the base image's Python version,
-                         the runtime stage's ENV and CMD (exec form, JSON)
+image_spec (session)     the Dockerfile parsed with SERVICE=auth: the base image's Python
+                         version, the runtime stage's ENV and CMD (exec form, JSON)
 image_venv (session)     uv build --wheel platform-common, auth-service      (the workspace
                          uv export --frozen --no-dev --no-emit-workspace      members, as
                          uv venv --python <image's>; uv pip install            wheels: no
@@ -52,7 +52,8 @@ from platform_testing import (  # noqa: F401
 from platform_testing import log_tail as _log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO_ROOT / "services" / "auth" / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+BUILD_ARGS = {"SERVICE": "auth"}  # docker build --build-arg SERVICE=auth
 HOST = "127.0.0.1"
 BUILD_TIMEOUT = 300.0  # a cold uv cache downloads every locked wheel
 READY_TIMEOUT = 90.0  # two busy cores, a master and two workers importing the app
@@ -138,13 +139,13 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def parse_dockerfile(path: Path) -> ImageSpec:
+def parse_dockerfile(path: Path, build_args: dict[str, str]) -> ImageSpec:
     instructions = _instructions(path.read_text())
-    args = {}
+    args = dict(build_args)
     for name, value in instructions:
         if name == "ARG" and "=" in value:
             key, default = value.split("=", 1)
-            args[key.strip()] = default.strip()
+            args.setdefault(key.strip(), default.strip())
     image = args.get("PYTHON_IMAGE", "")
     version = re.match(r"python:(\d+\.\d+)", image)
     assert version, f"{path}: cannot read the Python version from PYTHON_IMAGE={image!r}"
@@ -162,7 +163,8 @@ def parse_dockerfile(path: Path) -> ImageSpec:
         if name == "ENV":
             for token in shlex.split(value):
                 key, _, val = token.partition("=")
-                env[key] = val
+                # What docker does with an ARG in ENV: ${NAME} becomes the build argument.
+                env[key] = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), val)
         elif name == "CMD":
             command = json.loads(value)
         elif name == "WORKDIR":
@@ -173,7 +175,7 @@ def parse_dockerfile(path: Path) -> ImageSpec:
 
 @pytest.fixture(scope="session")
 def image_spec() -> ImageSpec:
-    return parse_dockerfile(DOCKERFILE)
+    return parse_dockerfile(DOCKERFILE, BUILD_ARGS)
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,10 @@ max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = False
+# One image recipe serves every service: the image sets SERVICE and its CMD names no app.
+# An app given on the command line still wins.
+if os.environ.get("SERVICE"):
+    wsgi_app = f"{os.environ['SERVICE']}.app:create_app()"
 control_socket_disable = True
 
 _SHM = "/dev/shm"  # noqa: S108 - tmpfs for the heartbeat file, not for data

@@ -1,11 +1,11 @@
 # syntax=docker/dockerfile:1.7
 #
-# Image of the auth service. Build from the repository root:
-#   docker build -f services/auth/Dockerfile -t identity-platform/auth:dev .
-#   docker build -f services/auth/Dockerfile --target dev -t identity-platform/auth:dev .  (Tilt)
+# The image of every service; the build argument SERVICE names which (auth, users or orgs):
+#   docker build --build-arg SERVICE=auth -t identity-platform/auth:0.1.0 .
+#   docker build --build-arg SERVICE=auth --target dev -t identity-platform/auth:dev .  (Tilt)
 #
-# services/{auth,users,orgs}/Dockerfile are the same file but for the SERVICE default and the
-# two CMD lines (exec form cannot expand a variable, and gunicorn must be PID 1 to get SIGTERM).
+# The runtime CMD names no app: the shared gunicorn config serves `$SERVICE.app:create_app()`,
+# so the CMD stays in exec form and gunicorn is PID 1 (it gets the pod's SIGTERM).
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
@@ -15,7 +15,8 @@ FROM ${UV_IMAGE} AS uv
 # ---------------------------------------------------------------------------------------------
 # build: the locked dependencies in one cached layer, then the workspace members on top.
 FROM ${PYTHON_IMAGE} AS build
-ARG SERVICE=auth
+ARG SERVICE
+RUN case "${SERVICE}" in auth|users|orgs) ;; *) echo "--build-arg SERVICE=auth|users|orgs" >&2; exit 1;; esac
 COPY --from=uv /uv /bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -28,6 +29,7 @@ WORKDIR /app
 # workspace, even though only this service's dependencies are installed.
 COPY pyproject.toml uv.lock ./
 COPY libs/common/pyproject.toml libs/common/
+COPY libs/testing/pyproject.toml libs/testing/
 COPY services/auth/pyproject.toml services/auth/
 COPY services/users/pyproject.toml services/users/
 COPY services/orgs/pyproject.toml services/orgs/
@@ -43,7 +45,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # dev: for Tilt. Editable install so the sources Tilt syncs into /app are what runs, uv kept
 # for the live_update `uv sync` step, and uvicorn --reload restarts on every synced change.
 FROM build AS dev
-ARG SERVICE=auth
+ARG SERVICE
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --package "${SERVICE}-service" \
     && groupadd --system --gid 10001 app \
@@ -52,12 +54,12 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    UV_CACHE_DIR=/tmp/uv-cache
+    UV_CACHE_DIR=/tmp/uv-cache \
+    SERVICE=${SERVICE}
 USER 10001:10001
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "auth.app:create_app", "--reload", \
-     "--reload-dir", "/app/services/auth/src", "--reload-dir", "/app/libs/common/src", \
-     "--host", "0.0.0.0", "--port", "8000"]
+# The shell only expands SERVICE; exec leaves uvicorn as PID 1.
+CMD ["sh", "-c", "exec uvicorn --factory \"${SERVICE}.app:create_app\" --reload --reload-dir \"/app/services/${SERVICE}/src\" --reload-dir /app/libs/common/src --host 0.0.0.0 --port 8000"]
 
 # ---------------------------------------------------------------------------------------------
 # runtime (default target): the virtual environment and nothing else. The Python in the base
@@ -65,6 +67,7 @@ CMD ["uvicorn", "--factory", "auth.app:create_app", "--reload", \
 # writes only to /tmp and $PROMETHEUS_MULTIPROC_DIR, so readOnlyRootFilesystem works;
 # `sleep` (coreutils) stays available for the pod's preStop hook.
 FROM ${PYTHON_IMAGE} AS runtime
+ARG SERVICE
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp app
 COPY --from=build --chown=10001:10001 /app/.venv /app/.venv
@@ -73,9 +76,10 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     PORT=8000 \
-    PROMETHEUS_MULTIPROC_DIR=/run/prometheus
+    PROMETHEUS_MULTIPROC_DIR=/run/prometheus \
+    SERVICE=${SERVICE}
 RUN install -d -o 10001 -g 10001 /run/prometheus
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
-CMD ["gunicorn", "-c", "python:platform_common.gunicorn_conf", "auth.app:create_app()"]
+CMD ["gunicorn", "-c", "python:platform_common.gunicorn_conf"]
