@@ -20,7 +20,7 @@ tools: $(UV)
 sync: tools
 	$(UV) sync --frozen
 
-## Run auth, users and orgs on embedded defaults (SQLite + embedded Redis), migrated and seeded.
+## Run auth, users and orgs on an embedded PostgreSQL and Redis, migrated and seeded.
 up: sync
 	$(UV) run python scripts/up.py
 
