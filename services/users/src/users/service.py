@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from platform_common.clock import utcnow
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
 from platform_common.http import ServiceClient
-from platform_common.models import utcnow
 from platform_common.security import Principal
 from users.errors import EventIdMismatch, ProfileNotFound
 from users.models import Profile
@@ -74,7 +74,7 @@ class UsersService:
                 "updated_at": now,
             }
         )
-        profile = await profiles.get(principal.user_id)
+        profile = await profiles.reload(principal.user_id)
         if profile is None:  # pragma: no cover - the row was just inserted or already there
             raise ProfileNotFound
         return profile
@@ -141,7 +141,7 @@ class UsersService:
         is_active: bool | None,
         offset: int,
         limit: int,
-    ) -> tuple[Sequence[Profile], int]:
+    ) -> tuple[list[Profile], int]:
         return await ProfileRepository(db).search(
             q=q.strip() if q else None, is_active=is_active, offset=offset, limit=limit
         )
@@ -170,7 +170,7 @@ class UsersService:
         )
         if not created:
             await profiles.update_if_newer(user_id, event.version, owned_by_auth)
-        profile = await profiles.get(user_id)
+        profile = await profiles.reload(user_id)
         if profile is None:  # pragma: no cover - inserted above or already there
             raise ProfileNotFound
         return profile
