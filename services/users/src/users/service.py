@@ -20,23 +20,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from platform_common.clock import utcnow
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
-from platform_common.http import ServiceClient
 from platform_common.security import Principal
+from users.clients.orgs import OrgsClient
 from users.errors import EventIdMismatch, ProfileNotFound
 from users.models import Profile
 from users.repository import ProfileRepository
 from users.schemas import OrganizationSummary, ProfileUpdate, UserEvent
 
 logger = logging.getLogger(__name__)
-
-# orgs pages are at most 100 long; /me shows the first page.
-ORGS_PAGE_LIMIT = 100
-_organizations = TypeAdapter(list[OrganizationSummary])
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class Me:
 
 
 class UsersService:
-    def __init__(self, orgs: ServiceClient) -> None:
+    def __init__(self, orgs: OrgsClient) -> None:
         self.orgs = orgs
 
     # The caller ----------------------------------------------------------------------------
@@ -86,21 +81,11 @@ class UsersService:
         return Me(profile, organizations)
 
     async def organizations_of_caller(self) -> list[OrganizationSummary] | None:
-        """The caller's orgs, asked with the caller's own token; None when orgs fails."""
+        """The caller's orgs; None when orgs cannot say, so that /me degrades instead."""
         try:
-            response = await self.orgs.request(
-                "GET", "/api/v1/orgs", params={"limit": ORGS_PAGE_LIMIT}
-            )
+            return await self.orgs.organizations_of_caller()
         except (DependencyUnavailable, DependencyTimeout) as exc:
             logger.warning("orgs unavailable for /me: %s", exc.detail)
-            return None
-        if response.status_code != 200:
-            logger.warning("orgs answered %d for /me", response.status_code)
-            return None
-        try:
-            return _organizations.validate_python(response.json()["items"])
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            logger.warning("orgs answered an unexpected body for /me: %r", exc)
             return None
 
     async def update_me(
