@@ -241,9 +241,7 @@ async def test_event_then_me_shows_the_registered_profile(
 ) -> None:
     caller = auth.user(name="From Token")
     event = auth.event(caller.id, email=caller.email, name="From Registration")
-    assert (
-        await client.put(f"/internal/v1/users/{caller.id}", headers=auth.service(), json=event)
-    ).status_code == 200
+    assert (await auth.deliver(client, event)).status_code == 200
 
     response = await client.get(ME, headers=caller.headers)
 
