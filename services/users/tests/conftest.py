@@ -1,6 +1,6 @@
 """Fixtures for users' tests: a migrated database, a token issuer and a fake orgs.
 
-The app runs in-process (LifespanManager + ASGITransport) against the real backends from
+The app runs in-process (`platform_testing.client_factory`) against the real backends from
 `platform_testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
 `httpx.MockTransport`s: "jwks" serves the `TokenFactory`'s keys, "orgs" is `FakeOrgs`,
 which records each request and answers whatever the test programs.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +22,15 @@ from sqlalchemy.pool import NullPool
 
 from platform_testing import (
     Backends,
+    Caller,
     TokenFactory,
     backends,  # noqa: F401
+    bearer,
+    client_factory,
     empty_tables,
     flush_redis,
     jwks_transport,
     migrated_database,
-    running,
 )
 from users.app import create_app
 from users.config import UsersSettings
@@ -37,6 +39,7 @@ from users.models import Base
 
 ISSUER = "http://auth.test/api/v1/auth"
 AUDIENCE = "identity-platform"
+# What auth's outbox relay asks for, stated here rather than imported from the app under test.
 PROVISION_SCOPE = "users:provision"
 
 OrgsHandler = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -56,18 +59,6 @@ class FakeOrgs:
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(request)
         return await self.handler(request)
-
-
-@dataclass
-class Caller:
-    id: uuid.UUID
-    token: str
-    email: str
-    name: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 class FakeAuth:
@@ -95,7 +86,7 @@ class FakeAuth:
 
     def service(self, name: str = "auth", scopes: str = PROVISION_SCOPE) -> dict[str, str]:
         token = self.factory.mint(sub=f"svc:{name}", role="service", scope=scopes)
-        return {"Authorization": f"Bearer {token}"}
+        return bearer(token)
 
     def event(
         self,
@@ -120,6 +111,23 @@ class FakeAuth:
             "created_at": (created_at or datetime.now(UTC)).isoformat(),
             "version": version,
         }
+
+    async def deliver(
+        self, client: httpx.AsyncClient, event: dict[str, Any], user_id: uuid.UUID | None = None
+    ) -> httpx.Response:
+        """PUT `event` as auth's outbox relay does (to the event's own id unless told)."""
+        return await client.put(
+            f"/internal/v1/users/{user_id or event['id']}", headers=self.service(), json=event
+        )
+
+    async def register(
+        self, client: httpx.AsyncClient, user_id: uuid.UUID | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A profile, created as auth creates them: by delivering its registration event."""
+        response = await self.deliver(client, self.event(user_id or uuid.uuid4(), **fields))
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +158,7 @@ def orgs() -> FakeOrgs:
     return FakeOrgs()
 
 
-AppFactory = Callable[..., Any]
+AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
@@ -162,28 +170,18 @@ async def make_client(
     orgs: FakeOrgs,
 ) -> AsyncIterator[AppFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
-
-    @asynccontextmanager
-    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = UsersSettings(
-            environment="test",
-            database_url=database_url,
-            redis_url=backends.redis_url,
-            jwt_issuer=ISSUER,
-            jwt_audience=AUDIENCE,
-            jwks_url="http://auth.test/jwks.json",
-            orgs_url="http://orgs.test",
-            **overrides,
-        )
-        app = create_app(
-            settings,
-            transports={"jwks": jwks_transport(token_factory), "orgs": httpx.MockTransport(orgs)},
-        )
-        async with running(app) as client:
-            yield client
-
+    settings = {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": backends.redis_url,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+        "jwks_url": "http://auth.test/jwks.json",
+        "orgs_url": "http://orgs.test",
+    }
+    transports = {"jwks": jwks_transport(token_factory), "orgs": httpx.MockTransport(orgs)}
     try:
-        yield factory
+        yield client_factory(create_app, UsersSettings, settings, transports)
     finally:
         await empty_tables(engine, Base.metadata)
         await flush_redis(backends.redis_url)

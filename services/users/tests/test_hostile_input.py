@@ -45,6 +45,6 @@ async def test_user_events_out_of_range_are_422(
 ) -> None:
     user_id = uuid.uuid4()
     event = {**auth.event(user_id), **change}
-    response = await client.put(f"/internal/v1/users/{user_id}", headers=auth.service(), json=event)
+    response = await auth.deliver(client, event, user_id)
     body = assert_problem(response, 422, "validation_error")
     assert [e["field"] for e in body["errors"]] == [field]

@@ -24,7 +24,7 @@ async def test_registration_event_creates_the_profile(
     user_id = uuid.uuid4()
     event = auth.event(user_id, email="New@Example.com", name="New User", role="admin")
 
-    response = await client.put(path(user_id), headers=auth.service(), json=event)
+    response = await auth.deliver(client, event)
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -43,8 +43,8 @@ async def test_replaying_an_event_changes_nothing(
     user_id = uuid.uuid4()
     event = auth.event(user_id)
 
-    first = await client.put(path(user_id), headers=auth.service(), json=event)
-    again = await client.put(path(user_id), headers=auth.service(), json=event)
+    first = await auth.deliver(client, event)
+    again = await auth.deliver(client, event)
 
     assert again.status_code == 200
     assert again.json() == first.json()
@@ -52,13 +52,12 @@ async def test_replaying_an_event_changes_nothing(
 
 async def test_older_events_are_ignored(client: httpx.AsyncClient, auth: FakeAuth) -> None:
     user_id = uuid.uuid4()
-    service = auth.service()
-    await client.put(path(user_id), headers=service, json=auth.event(user_id, version=100))
+    await auth.register(client, user_id, version=100)
     disabled = auth.event(user_id, event="user.disabled", is_active=False, version=300)
-    await client.put(path(user_id), headers=service, json=disabled)
+    await auth.deliver(client, disabled)
 
     late = auth.event(user_id, event="user.enabled", is_active=True, version=200)
-    response = await client.put(path(user_id), headers=service, json=late)
+    response = await auth.deliver(client, late)
 
     assert response.status_code == 200
     assert response.json()["is_active"] is False
@@ -66,18 +65,13 @@ async def test_older_events_are_ignored(client: httpx.AsyncClient, auth: FakeAut
 
 async def test_events_never_overwrite_the_name(client: httpx.AsyncClient, auth: FakeAuth) -> None:
     caller = auth.user(name="Token Name")
-    service = auth.service()
-    await client.put(
-        path(caller.id),
-        headers=service,
-        json=auth.event(caller.id, email=caller.email, name="Registered", version=100),
-    )
+    await auth.register(client, caller.id, email=caller.email, name="Registered", version=100)
     await client.patch("/api/v1/users/me", headers=caller.headers, json={"name": "Chosen"})
 
     updated = auth.event(
         caller.id, event="user.updated", email="moved@example.com", name="Auth Name", version=200
     )
-    response = await client.put(path(caller.id), headers=service, json=updated)
+    response = await auth.deliver(client, updated)
 
     assert response.status_code == 200
     assert response.json()["name"] == "Chosen"
@@ -91,7 +85,7 @@ async def test_event_after_just_in_time_provisioning_applies(
     assert (await client.get("/api/v1/users/me", headers=caller.headers)).status_code == 200
 
     late_registration = auth.event(caller.id, email=caller.email, name="Ignored", role="admin")
-    response = await client.put(path(caller.id), headers=auth.service(), json=late_registration)
+    response = await auth.deliver(client, late_registration)
 
     assert response.status_code == 200
     assert response.json()["role"] == "admin"
@@ -100,11 +94,10 @@ async def test_event_after_just_in_time_provisioning_applies(
 
 async def test_disabling_shows_in_the_admin_list(client: httpx.AsyncClient, auth: FakeAuth) -> None:
     user_id = uuid.uuid4()
-    service = auth.service()
-    await client.put(path(user_id), headers=service, json=auth.event(user_id, version=100))
+    await auth.register(client, user_id, version=100)
 
     disabled = auth.event(user_id, event="user.disabled", is_active=False, version=200)
-    response = await client.put(path(user_id), headers=service, json=disabled)
+    response = await auth.deliver(client, disabled)
 
     assert response.json()["is_active"] is False
     listed = await client.get(
@@ -146,7 +139,7 @@ async def test_malformed_event_is_422(client: httpx.AsyncClient, auth: FakeAuth)
     user_id = uuid.uuid4()
     event = {**auth.event(user_id), "event": "user.exploded", "version": "soon"}
 
-    response = await client.put(path(user_id), headers=auth.service(), json=event)
+    response = await auth.deliver(client, event)
 
     body = assert_problem(response, 422, "validation_error")
     assert {e["field"] for e in body["errors"]} == {"event", "version"}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -115,36 +117,37 @@ async def test_me_propagates_token_request_id_and_trace_to_orgs(
     assert span_id != incoming.split("-")[2]
 
 
-async def test_me_degrades_when_orgs_is_unreachable(
-    client: httpx.AsyncClient, auth: FakeAuth, orgs: FakeOrgs
+def orgs_is_unreachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+ORGS_FAILURES = {
+    "unreachable": orgs_is_unreachable,
+    "fails": lambda request: httpx.Response(500, text="boom"),
+    "refuses": lambda request: httpx.Response(403, json={"code": "forbidden"}),
+    "answers nonsense": lambda request: httpx.Response(200, json={"items": [{"id": "x"}]}),
+    "answers no json": lambda request: httpx.Response(200, text="<html>"),
+}
+
+
+@pytest.mark.parametrize("failure", ORGS_FAILURES.values(), ids=ORGS_FAILURES.keys())
+async def test_me_degrades_when_orgs_cannot_answer(
+    client: httpx.AsyncClient,
+    auth: FakeAuth,
+    orgs: FakeOrgs,
+    failure: Callable[[httpx.Request], httpx.Response],
 ) -> None:
     caller = auth.user()
 
-    async def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return failure(request)
 
-    orgs.handler = down
+    orgs.handler = handler
     response = await client.get(ME, headers=caller.headers)
 
     assert response.status_code == 200
     assert response.json()["organizations"] is None
     assert response.json()["id"] == str(caller.id)
-    assert response.headers["warning"] == '199 - "organizations unavailable"'
-
-
-async def test_me_degrades_when_orgs_fails(
-    client: httpx.AsyncClient, auth: FakeAuth, orgs: FakeOrgs
-) -> None:
-    caller = auth.user()
-
-    async def broken(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500, text="boom")
-
-    orgs.handler = broken
-    response = await client.get(ME, headers=caller.headers)
-
-    assert response.status_code == 200
-    assert response.json()["organizations"] is None
     assert response.headers["warning"] == '199 - "organizations unavailable"'
 
 
@@ -241,9 +244,7 @@ async def test_event_then_me_shows_the_registered_profile(
 ) -> None:
     caller = auth.user(name="From Token")
     event = auth.event(caller.id, email=caller.email, name="From Registration")
-    assert (
-        await client.put(f"/internal/v1/users/{caller.id}", headers=auth.service(), json=event)
-    ).status_code == 200
+    assert (await auth.deliver(client, event)).status_code == 200
 
     response = await client.get(ME, headers=caller.headers)
 

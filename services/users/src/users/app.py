@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import httpx
 from fastapi import FastAPI
 
 from platform_common.app import create_service_app
 from users.api import internal_router, router
 from users.config import UsersSettings, get_settings
-from users.service import UsersService
 
 DESCRIPTION = """
 User profiles: the caller's own (`/me`, with the organizations it belongs to), lookups of
@@ -33,12 +29,6 @@ def create_app(
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-
-    @contextlib.asynccontextmanager
-    async def resources(app: FastAPI) -> AsyncIterator[None]:
-        app.state.users_service = UsersService(app.state.http["orgs"])
-        yield
-
     return create_service_app(
         settings,
         title="users",
@@ -46,6 +36,5 @@ def create_app(
         routers=[router],
         internal_routers=[internal_router],
         peers={"orgs": settings.orgs_url},
-        resources=resources,
         transports=transports,
     )

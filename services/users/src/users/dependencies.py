@@ -1,4 +1,13 @@
-"""FastAPI dependencies of the users API, as `Annotated` aliases."""
+"""FastAPI dependencies of the users API, as `Annotated` aliases, one per resource.
+
+```
+OrgsClientDep    the call to orgs, over the app's ServiceClient for the "orgs" peer
+UsersServiceDep  users' rules, given the orgs client
+ProvisionCaller  auth's outbox relay: a service token carrying `users:provision`
+```
+
+Handlers take these; none reads `request.app.state` itself.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +15,25 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from platform_common.http import ServiceClient
 from platform_common.security import Principal, require_scope
+from users.clients.orgs import OrgsClient
 from users.service import UsersService
 
 PROVISION_SCOPE = "users:provision"
 
 
-def get_users_service(request: Request) -> UsersService:
-    service: UsersService = request.app.state.users_service
-    return service
+def get_orgs_client(request: Request) -> OrgsClient:
+    client: ServiceClient = request.app.state.http["orgs"]
+    return OrgsClient(client)
+
+
+OrgsClientDep = Annotated[OrgsClient, Depends(get_orgs_client)]
+
+
+def get_users_service(orgs: OrgsClientDep) -> UsersService:
+    return UsersService(orgs)
 
 
 UsersServiceDep = Annotated[UsersService, Depends(get_users_service)]
-# auth's outbox relay: a service token carrying `users:provision`.
 ProvisionCaller = Annotated[Principal, Depends(require_scope(PROVISION_SCOPE))]

@@ -3,9 +3,8 @@
 The row's id is the account's id in auth. auth owns email, role and activation (delivered as
 versioned events, see `service.apply_event`); users owns the name once the profile exists.
 
-Search (`q`) is a substring match on lower(name) and lower(email). On PostgreSQL two trigram
-GIN indexes make it fast at any size; they exist only there (`ddl_if` here, a dialect branch
-in the migration), and `POSTGRESQL_ONLY` marks them for the drift check.
+Search (`q`) is a substring match on lower(name) and lower(email); two trigram GIN indexes
+on those expressions keep it fast at any size.
 """
 
 from __future__ import annotations
@@ -18,15 +17,23 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from platform_common.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Timestamps
 
-# `Index.info` key naming the only dialect an index exists on.
-ONLY_DIALECT = "only_dialect"
-
 
 class Base(DeclarativeBase):
     """users' own base: its metadata holds users' tables only."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: dict[Any, Any] = TYPE_ANNOTATION_MAP
+
+
+def _lower_trigram_index(field: str, column: Mapped[str]) -> Index:
+    """A trigram GIN index on lower(column): what `LIKE '%q%'` on lower(column) can use."""
+    label = f"lower_{field}"
+    return Index(
+        f"ix_profiles_{field}_trgm",
+        func.lower(column).label(label),
+        postgresql_using="gin",
+        postgresql_ops={label: "gin_trgm_ops"},
+    )
 
 
 class Profile(Timestamps, Base):
@@ -45,18 +52,6 @@ class Profile(Timestamps, Base):
         # The admin list: ORDER BY created_at, id, optionally filtered by is_active.
         Index("ix_profiles_created_at_id", "created_at", "id"),
         Index("ix_profiles_is_active_created_at_id", "is_active", "created_at", "id"),
-        Index(
-            "ix_profiles_name_trgm",
-            func.lower(name).label("lower_name"),
-            postgresql_using="gin",
-            postgresql_ops={"lower_name": "gin_trgm_ops"},
-            info={ONLY_DIALECT: "postgresql"},
-        ).ddl_if(dialect="postgresql"),
-        Index(
-            "ix_profiles_email_trgm",
-            func.lower(email).label("lower_email"),
-            postgresql_using="gin",
-            postgresql_ops={"lower_email": "gin_trgm_ops"},
-            info={ONLY_DIALECT: "postgresql"},
-        ).ddl_if(dialect="postgresql"),
+        _lower_trigram_index("name", name),
+        _lower_trigram_index("email", email),
     )

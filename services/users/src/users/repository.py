@@ -7,34 +7,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import insert
 
+from platform_common.repository import Repository
 from users.models import Profile
 
-LIKE_ESCAPE = "\\"
 
+class ProfileRepository(Repository[Profile]):
+    model = Profile
 
-def contains_pattern(q: str) -> str:
-    """`%q%` for LIKE, with the wildcards in `q` matched literally."""
-    escaped = (
-        q.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
-        .replace("%", LIKE_ESCAPE + "%")
-        .replace("_", LIKE_ESCAPE + "_")
-    )
-    return f"%{escaped}%"
-
-
-class ProfileRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, user_id: uuid.UUID) -> Profile | None:
-        # populate_existing: a row changed by a Core UPDATE in this session is read afresh.
-        result = await self.session.execute(
-            select(Profile).where(Profile.id == user_id).execution_options(populate_existing=True)
-        )
-        return result.scalar_one_or_none()
+    async def reload(self, user_id: uuid.UUID) -> Profile | None:
+        """The row as stored now: after a Core INSERT or UPDATE in this session, the identity
+        map's copy may be stale."""
+        return await self.session.get(Profile, user_id, populate_existing=True)
 
     async def insert_if_absent(self, values: dict[str, Any]) -> bool:
         """INSERT ... ON CONFLICT (id) DO NOTHING; True when this call created the row.
@@ -42,17 +27,12 @@ class ProfileRepository:
         Two concurrent first requests for one user both succeed: the loser's insert waits for
         the winner's transaction and then does nothing.
         """
-        dialect = self.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            statement: Any = postgresql.insert(Profile).values(**values)
-        elif dialect == "sqlite":
-            statement = sqlite.insert(Profile).values(**values)
-        else:  # pragma: no cover - only the two supported backends
-            raise RuntimeError(f"unsupported database dialect {dialect!r}")
-        statement = statement.on_conflict_do_nothing(index_elements=[Profile.id]).returning(
-            Profile.id
+        result = await self.session.execute(
+            insert(Profile)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Profile.id])
+            .returning(Profile.id)
         )
-        result = await self.session.execute(statement)
         return result.scalar_one_or_none() is not None
 
     async def update_if_newer(
@@ -68,18 +48,20 @@ class ProfileRepository:
         return result.scalar_one_or_none() is not None
 
     async def list_by_ids(self, ids: Sequence[uuid.UUID]) -> Sequence[Profile]:
-        result = await self.session.execute(select(Profile).where(Profile.id.in_(ids)))
-        return result.scalars().all()
+        return await self.all(select(Profile).where(Profile.id.in_(ids)))
 
-    def _search(self, q: str | None, is_active: bool | None) -> Select[Profile]:
-        statement = select(Profile)
+    def search_statement(self, q: str | None, is_active: bool | None) -> Select[Profile]:
+        """The admin list's profiles, oldest first: `q` a case-insensitive substring of the
+        name or email (its `%`, `_` and `/` match literally), `is_active` a filter."""
+        statement = select(Profile).order_by(Profile.created_at, Profile.id)
         if q:
-            # lower(column) is what the trigram indexes cover, so PostgreSQL can use them.
-            pattern = contains_pattern(q.lower())
+            # lower(column) LIKE, not ILIKE (what `icontains` renders on PostgreSQL): the
+            # trigram indexes cover lower(column), and an index serves only its own expression.
+            needle = q.lower()
             statement = statement.where(
                 or_(
-                    func.lower(Profile.name).ilike(pattern, escape=LIKE_ESCAPE),
-                    func.lower(Profile.email).ilike(pattern, escape=LIKE_ESCAPE),
+                    func.lower(Profile.name).contains(needle, autoescape=True),
+                    func.lower(Profile.email).contains(needle, autoescape=True),
                 )
             )
         if is_active is not None:
@@ -88,10 +70,5 @@ class ProfileRepository:
 
     async def search(
         self, *, q: str | None, is_active: bool | None, offset: int, limit: int
-    ) -> tuple[Sequence[Profile], int]:
-        statement = self._search(q, is_active)
-        total = await self.session.execute(select(func.count()).select_from(statement.subquery()))
-        rows = await self.session.execute(
-            statement.order_by(Profile.created_at, Profile.id).offset(offset).limit(limit)
-        )
-        return rows.scalars().all(), int(total.scalar_one())
+    ) -> tuple[list[Profile], int]:
+        return await self.paginate(self.search_statement(q, is_active), offset=offset, limit=limit)

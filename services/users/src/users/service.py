@@ -20,23 +20,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from platform_common.clock import utcnow
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
-from platform_common.http import ServiceClient
-from platform_common.models import utcnow
 from platform_common.security import Principal
+from users.clients.orgs import OrgsClient
 from users.errors import EventIdMismatch, ProfileNotFound
 from users.models import Profile
 from users.repository import ProfileRepository
 from users.schemas import OrganizationSummary, ProfileUpdate, UserEvent
 
 logger = logging.getLogger(__name__)
-
-# orgs pages are at most 100 long; /me shows the first page.
-ORGS_PAGE_LIMIT = 100
-_organizations = TypeAdapter(list[OrganizationSummary])
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class Me:
 
 
 class UsersService:
-    def __init__(self, orgs: ServiceClient) -> None:
+    def __init__(self, orgs: OrgsClient) -> None:
         self.orgs = orgs
 
     # The caller ----------------------------------------------------------------------------
@@ -74,7 +69,7 @@ class UsersService:
                 "updated_at": now,
             }
         )
-        profile = await profiles.get(principal.user_id)
+        profile = await profiles.reload(principal.user_id)
         if profile is None:  # pragma: no cover - the row was just inserted or already there
             raise ProfileNotFound
         return profile
@@ -86,21 +81,11 @@ class UsersService:
         return Me(profile, organizations)
 
     async def organizations_of_caller(self) -> list[OrganizationSummary] | None:
-        """The caller's orgs, asked with the caller's own token; None when orgs fails."""
+        """The caller's orgs; None when orgs cannot say, so that /me degrades instead."""
         try:
-            response = await self.orgs.request(
-                "GET", "/api/v1/orgs", params={"limit": ORGS_PAGE_LIMIT}
-            )
+            return await self.orgs.organizations_of_caller()
         except (DependencyUnavailable, DependencyTimeout) as exc:
             logger.warning("orgs unavailable for /me: %s", exc.detail)
-            return None
-        if response.status_code != 200:
-            logger.warning("orgs answered %d for /me", response.status_code)
-            return None
-        try:
-            return _organizations.validate_python(response.json()["items"])
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            logger.warning("orgs answered an unexpected body for /me: %r", exc)
             return None
 
     async def update_me(
@@ -141,7 +126,7 @@ class UsersService:
         is_active: bool | None,
         offset: int,
         limit: int,
-    ) -> tuple[Sequence[Profile], int]:
+    ) -> tuple[list[Profile], int]:
         return await ProfileRepository(db).search(
             q=q.strip() if q else None, is_active=is_active, offset=offset, limit=limit
         )
@@ -170,7 +155,7 @@ class UsersService:
         )
         if not created:
             await profiles.update_if_newer(user_id, event.version, owned_by_auth)
-        profile = await profiles.get(user_id)
+        profile = await profiles.reload(user_id)
         if profile is None:  # pragma: no cover - inserted above or already there
             raise ProfileNotFound
         return profile

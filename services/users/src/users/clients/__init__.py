@@ -1,0 +1,1 @@
+"""users' calls to its peers, one module per peer service."""
