@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.api import oauth_error, router
+from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
 from auth.outbox import OutboxRelay
@@ -69,8 +70,7 @@ def create_app(
         )
         app.state.outbox = OutboxRelay(
             app.state.sessionmaker,
-            app.state.http["users"],
-            issuer,
+            UsersClient(app.state.http["users"], issuer),
             poll_seconds=settings.outbox_poll_seconds,
         )
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None
