@@ -172,7 +172,7 @@ class AuthApi:
     async def admin_tokens(self, app: FastAPI) -> dict[str, Any]:
         email = unique_email("admin")
         async with app.state.sessionmaker() as db, db.begin():
-            await app.state.auth_service.ensure_admin(db, email, PASSWORD)
+            await app.state.account_service.ensure_admin(db, email, PASSWORD)
         return await self.login(email)
 
 

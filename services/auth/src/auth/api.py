@@ -10,7 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Form, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from auth.dependencies import AuthServiceDep, ClientInfoDep
+from auth.dependencies import (
+    AccountServiceDep,
+    ClientCredentialsDep,
+    ClientInfoDep,
+    SessionServiceDep,
+)
 from auth.errors import AccountDisabled, InvalidClient, InvalidCredentials, InvalidRefreshToken
 from auth.schemas import (
     LoginRequest,
@@ -40,11 +45,11 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 async def register(
     data: UserCreate,
     db: SessionDep,
-    auth: AuthServiceDep,
+    accounts: AccountServiceDep,
     background: BackgroundTasks,
     request: Request,
 ) -> Any:
-    user = await auth.register(db, data)
+    user = await accounts.register(db, data)
     # Background tasks run once the response is out, after the session has committed.
     background.add_task(request.app.state.outbox.wake)
     return user
@@ -52,31 +57,33 @@ async def register(
 
 @router.post("/login", response_model=TokenPair, responses={429: {"description": "rate_limited"}})
 async def login(
-    data: LoginRequest, db: SessionDep, auth: AuthServiceDep, client: ClientInfoDep
+    data: LoginRequest, db: SessionDep, sessions: SessionServiceDep, client: ClientInfoDep
 ) -> Any:
-    return await auth.login(db, data.email, data.password, client)
+    return await sessions.login(db, data.email, data.password, client)
 
 
 @router.post("/refresh", response_model=TokenPair)
-async def refresh(data: RefreshRequest, db: SessionDep, auth: AuthServiceDep) -> Any:
-    return await auth.refresh(db, data.refresh_token)
+async def refresh(data: RefreshRequest, db: SessionDep, sessions: SessionServiceDep) -> Any:
+    return await sessions.refresh(db, data.refresh_token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(data: RefreshRequest, db: SessionDep, auth: AuthServiceDep) -> None:
-    await auth.logout(db, data.refresh_token)
+async def logout(data: RefreshRequest, db: SessionDep, sessions: SessionServiceDep) -> None:
+    await sessions.logout(db, data.refresh_token)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
-async def logout_all(user: CurrentUser, db: SessionDep, auth: AuthServiceDep) -> None:
-    await auth.logout_all(db, user.user_id)
+async def logout_all(user: CurrentUser, db: SessionDep, sessions: SessionServiceDep) -> None:
+    await sessions.logout_all(db, user.user_id)
 
 
 @router.get("/sessions", response_model=Page[SessionRead])
 async def list_sessions(
-    user: CurrentUser, db: SessionDep, auth: AuthServiceDep, page: PageParamsDep
+    user: CurrentUser, db: SessionDep, sessions: SessionServiceDep, page: PageParamsDep
 ) -> Any:
-    rows, total = await auth.list_sessions(db, user.user_id, offset=page.offset, limit=page.limit)
+    rows, total = await sessions.list_sessions(
+        db, user.user_id, offset=page.offset, limit=page.limit
+    )
     items = [
         SessionRead.model_validate(row).model_copy(
             update={"current": str(row.id) == user.session_id}
@@ -88,17 +95,19 @@ async def list_sessions(
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def end_session(
-    session_id: uuid.UUID, user: CurrentUser, db: SessionDep, auth: AuthServiceDep
+    session_id: uuid.UUID, user: CurrentUser, db: SessionDep, sessions: SessionServiceDep
 ) -> None:
-    await auth.end_session(db, user.user_id, session_id)
+    await sessions.end_session(db, user.user_id, session_id)
 
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    data: PasswordChange, user: CurrentUser, db: SessionDep, auth: AuthServiceDep
+    data: PasswordChange, user: CurrentUser, db: SessionDep, accounts: AccountServiceDep
 ) -> None:
     current = uuid.UUID(user.session_id) if user.session_id else None
-    await auth.change_password(db, user.user_id, current, data.current_password, data.new_password)
+    await accounts.change_password(
+        db, user.user_id, current, data.current_password, data.new_password
+    )
 
 
 @router.post("/users/{user_id}/disable", status_code=status.HTTP_204_NO_CONTENT)
@@ -106,11 +115,11 @@ async def disable_user(
     user_id: uuid.UUID,
     _: RequireAdmin,
     db: SessionDep,
-    auth: AuthServiceDep,
+    accounts: AccountServiceDep,
     background: BackgroundTasks,
     request: Request,
 ) -> None:
-    await auth.set_active(db, user_id, active=False)
+    await accounts.set_active(db, user_id, active=False)
     background.add_task(request.app.state.outbox.wake)
 
 
@@ -119,11 +128,11 @@ async def enable_user(
     user_id: uuid.UUID,
     _: RequireAdmin,
     db: SessionDep,
-    auth: AuthServiceDep,
+    accounts: AccountServiceDep,
     background: BackgroundTasks,
     request: Request,
 ) -> None:
-    await auth.set_active(db, user_id, active=True)
+    await accounts.set_active(db, user_id, active=True)
     background.add_task(request.app.state.outbox.wake)
 
 
@@ -191,7 +200,8 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 async def token(
     request: Request,
     db: SessionDep,
-    auth: AuthServiceDep,
+    sessions: SessionServiceDep,
+    clients: ClientCredentialsDep,
     client: ClientInfoDep,
     grant_type: Annotated[str | None, Form()] = None,
     username: Annotated[str | None, Form()] = None,
@@ -205,11 +215,11 @@ async def token(
         if grant_type == "password":
             if not username or not password:
                 return oauth_error(400, "invalid_request", "username and password are required")
-            return await auth.login(db, username, password, client)
+            return await sessions.login(db, username, password, client)
         if grant_type == "refresh_token":
             if not refresh_token:
                 return oauth_error(400, "invalid_request", "refresh_token is required")
-            return await auth.refresh(db, refresh_token)
+            return await sessions.refresh(db, refresh_token)
         if grant_type == "client_credentials":
             basic = _basic_credentials(request)
             cid, secret = basic if basic else (client_id, client_secret)
@@ -220,7 +230,7 @@ async def token(
                     "client authentication is required",
                     {"WWW-Authenticate": 'Basic realm="auth"'},
                 )
-            return auth.client_credentials(cid, secret, scope)
+            return clients.issue(cid, secret, scope)
     except (InvalidCredentials, InvalidRefreshToken, AccountDisabled) as exc:
         return oauth_error(400, "invalid_grant", exc.detail)
     except InvalidClient as exc:

@@ -17,7 +17,7 @@ from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
-from auth.service import AuthService
+from auth.service import AccountService, ClientCredentials, SessionService
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
@@ -54,7 +54,7 @@ def create_app(
     async def resources(app: FastAPI) -> AsyncIterator[None]:
         app.state.keyring = keyring
         app.state.issuer = issuer
-        app.state.auth_service = AuthService(
+        sessions = SessionService(
             settings,
             hasher=hasher,
             issuer=issuer,
@@ -68,6 +68,9 @@ def create_app(
             revocations=app.state.revocations,
             registry=app.state.metrics_registry,
         )
+        app.state.session_service = sessions
+        app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
+        app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
         app.state.outbox = OutboxRelay(
             app.state.sessionmaker,
             UsersClient(app.state.http["users"], issuer),

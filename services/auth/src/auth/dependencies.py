@@ -1,17 +1,24 @@
-"""FastAPI dependencies of the auth API, as `Annotated` aliases."""
+"""FastAPI dependencies of the auth API, as `Annotated` aliases: one a resource the app
+holds in its state, so that no handler reads `request.app.state`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from auth.service import AuthService, ClientInfo
+from auth.config import AuthSettings
+from auth.keys import KeyRing
+from auth.outbox import OutboxRelay
+from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
 
 
-def get_auth_service(request: Request) -> AuthService:
-    service: AuthService = request.app.state.auth_service
-    return service
+def _app_state(name: str) -> Callable[[Request], Any]:
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return get
 
 
 def get_client_info(request: Request) -> ClientInfo:
@@ -23,5 +30,10 @@ def get_client_info(request: Request) -> ClientInfo:
     )
 
 
-AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+SettingsDep = Annotated[AuthSettings, Depends(_app_state("settings"))]
+KeyRingDep = Annotated[KeyRing, Depends(_app_state("keyring"))]
+OutboxDep = Annotated[OutboxRelay, Depends(_app_state("outbox"))]
+SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_service"))]
+AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
+ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
