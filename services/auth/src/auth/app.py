@@ -11,10 +11,11 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auth.api import oauth_error, router
+from auth.api import router
 from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
+from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
 from auth.service import AccountService, ClientCredentials, SessionService

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Form, Request
+from fastapi.security import HTTPBasicCredentials
 
 from auth.config import AuthSettings
 from auth.keys import KeyRing
+from auth.oauth2 import client_secret_basic
 from auth.outbox import OutboxRelay
+from auth.schemas import TokenRequest
 from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
 
 
@@ -37,3 +40,16 @@ SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_servic
 AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
 ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
+# The OAuth2 token request: its form, and the client's Basic credentials when it sent them.
+TokenRequestForm = Annotated[TokenRequest, Form()]
+ClientBasicDep = Annotated[HTTPBasicCredentials | None, Depends(client_secret_basic)]
+
+
+def wake_outbox(background: BackgroundTasks, outbox: OutboxDep) -> None:
+    """For routes that write user events: the relay delivers them at once, not at its next
+    poll. Background tasks run once the response is out, after the session has committed,
+    and not at all when the route fails."""
+    background.add_task(outbox.wake)
+
+
+WakesOutbox = Depends(wake_outbox)
