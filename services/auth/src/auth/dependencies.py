@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the auth API, as `Annotated` aliases: one a resource the app
+"""FastAPI dependencies of the auth API, as `Annotated` aliases: one per resource the app
 holds in its state, so that no handler reads `request.app.state`."""
 
 from __future__ import annotations
