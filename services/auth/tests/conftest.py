@@ -1,11 +1,12 @@
 """Fixtures for auth's tests: a migrated database and Redis from `platform_testing`,
-one app per test session (cheap Argon2 parameters), a fake users service behind an
-`httpx.MockTransport`, and helpers to register and log in."""
+one app per test session (cheap Argon2 parameters) and more on demand (`started`), both
+from `platform_testing.client_factory`, a fake users service behind an
+`httpx.MockTransport`, and helpers to register and log in (`api`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -14,17 +15,26 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from jose import jwt
 
 from auth.app import create_app
 from auth.config import AuthSettings
 from auth.migrate import MIGRATIONS
 from auth.models import Base
-from platform_common import migrations
-from platform_testing import Backends, backends, empty_tables, flush_redis  # noqa: F401
+from platform_common.opaque_tokens import hash_token
+from platform_testing import (  # noqa: F401
+    Backends,
+    Caller,
+    backends,
+    client_factory,
+    empty_tables,
+    flush_redis,
+    migrated_database,
+)
 
 PASSWORD = "a perfectly fine passphrase"
+ORGS_CLIENT_SECRET = "orgs-secret"
 
 
 @dataclass
@@ -39,15 +49,13 @@ class FakeUsers:
         if self.fail:
             raise httpx.ConnectError("users is down", request=request)
         self.headers.append(request.headers)
-        self.received.append(__import__("json").loads(request.content))
+        self.received.append(json.loads(request.content))
         return httpx.Response(200, json={"ok": True})
 
 
 @pytest.fixture(scope="session")
 async def auth_database_url(backends: Backends) -> AsyncIterator[str]:
-    url = await backends.create_database("auth")
-    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
-    yield url
+    yield await migrated_database(backends, "auth", MIGRATIONS)
     await backends.drop_databases()
 
 
@@ -57,29 +65,29 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_settings(
-    auth_database_url: str, backends: Backends, keys_dir: Path
-) -> Callable[..., AuthSettings]:
+def base_settings(auth_database_url: str, backends: Backends, keys_dir: Path) -> dict[str, Any]:
+    return {
+        "environment": "test",
+        "database_url": auth_database_url,
+        "redis_url": backends.redis_url,
+        "signing_keys_dir": keys_dir,
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 64,
+        "users_url": "http://users.test",
+        "outbox_poll_seconds": 0.05,
+        "service_clients": {
+            "orgs": {
+                "secret_sha256": hash_token(ORGS_CLIENT_SECRET),
+                "scopes": ["users:read"],
+            }
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def make_settings(base_settings: dict[str, Any]) -> Callable[..., AuthSettings]:
     def make(**overrides: Any) -> AuthSettings:
-        values: dict[str, Any] = {
-            "environment": "test",
-            "database_url": auth_database_url,
-            "redis_url": backends.redis_url,
-            "signing_keys_dir": keys_dir,
-            "argon2_time_cost": 1,
-            "argon2_memory_kib": 64,
-            "users_url": "http://users.test",
-            "outbox_poll_seconds": 0.05,
-            "service_clients": {
-                "orgs": {
-                    # sha256("orgs-secret")
-                    "secret_sha256": __import__("hashlib").sha256(b"orgs-secret").hexdigest(),
-                    "scopes": ["users:read"],
-                }
-            },
-        }
-        values.update(overrides)
-        return AuthSettings(**values)
+        return AuthSettings(**{**base_settings, **overrides})
 
     return make
 
@@ -89,41 +97,35 @@ def fake_users() -> FakeUsers:
     return FakeUsers()
 
 
-async def start_app(
-    settings: AuthSettings, fake_users: FakeUsers, *, run_outbox: bool = False
-) -> tuple[FastAPI, LifespanManager, httpx.AsyncClient]:
-    app = create_app(
-        settings,
+def auth_client_factory(
+    base_settings: dict[str, Any], fake_users: FakeUsers, *, run_outbox: bool
+) -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
+    factory: Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+    factory = client_factory(
+        create_app,
+        AuthSettings,
+        base_settings,
         transports={"users": httpx.MockTransport(fake_users.handler)},
         run_outbox=run_outbox,
     )
-    manager = LifespanManager(app)
-    await manager.__aenter__()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
-    return app, manager, client
+    return factory
 
 
 @pytest.fixture(scope="session")
-async def app_and_client(
-    make_settings: Callable[..., AuthSettings], fake_users: FakeUsers
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app, manager, client = await start_app(make_settings(), fake_users)
-    yield app, client
-    await client.aclose()
-    await manager.__aexit__(None, None, None)
-
-
-@pytest.fixture
-def app(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
-    return app_and_client[0]
-
-
-@pytest.fixture
-async def client(
-    app_and_client: tuple[FastAPI, httpx.AsyncClient], backends: Backends, fake_users: FakeUsers
+async def session_client(
+    base_settings: dict[str, Any], fake_users: FakeUsers
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app, client = app_and_client
-    yield client
+    async with auth_client_factory(base_settings, fake_users, run_outbox=False)() as client:
+        yield client
+
+
+@pytest.fixture
+def app(session_client: httpx.AsyncClient) -> FastAPI:
+    app: FastAPI = session_client.app  # type: ignore[attr-defined]
+    return app
+
+
+async def reset(app: FastAPI, backends: Backends, fake_users: FakeUsers) -> None:
     await empty_tables(app.state.engine, Base.metadata)
     await flush_redis(backends.redis_url)
     app.state.revocations._cache.clear()
@@ -132,12 +134,24 @@ async def client(
     fake_users.fail = False
 
 
+@pytest.fixture
+async def client(
+    session_client: httpx.AsyncClient, app: FastAPI, backends: Backends, fake_users: FakeUsers
+) -> AsyncIterator[httpx.AsyncClient]:
+    yield session_client
+    await reset(app, backends, fake_users)
+
+
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
 
 
-def bearer(tokens: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
+@dataclass
+class SignedIn(Caller):
+    """A user who has logged in: `headers` carry the access token; `refresh_token` is the
+    session's."""
+
+    refresh_token: str = ""
 
 
 @dataclass
@@ -145,6 +159,7 @@ class AuthApi:
     """Short-hands for the calls most tests start with."""
 
     client: httpx.AsyncClient
+    app: FastAPI
 
     async def register(
         self, email: str | None = None, password: str = PASSWORD, name: str = "Test User"
@@ -157,45 +172,54 @@ class AuthApi:
         body: dict[str, Any] = response.json()
         return body
 
-    async def login(self, email: str, password: str = PASSWORD, **headers: str) -> dict[str, Any]:
+    async def login(self, email: str, password: str = PASSWORD, **headers: str) -> SignedIn:
         response = await self.client.post(
             "/api/v1/auth/login", json={"email": email, "password": password}, headers=headers
         )
         assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
+        tokens = response.json()
+        claims = jwt.get_unverified_claims(tokens["access_token"])
+        return SignedIn(
+            id=uuid.UUID(claims["sub"]),
+            token=tokens["access_token"],
+            email=claims["email"],
+            name=claims["name"],
+            refresh_token=tokens["refresh_token"],
+        )
 
-    async def user_with_tokens(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def signed_in(self) -> SignedIn:
+        """A new user, logged in once."""
         user = await self.register()
-        return user, await self.login(user["email"])
+        return await self.login(user["email"])
 
-    async def admin_tokens(self, app: FastAPI) -> dict[str, Any]:
+    async def admin(self) -> SignedIn:
         email = unique_email("admin")
-        async with app.state.sessionmaker() as db, db.begin():
-            await app.state.auth_service.ensure_admin(db, email, PASSWORD)
+        async with self.app.state.sessionmaker() as db, db.begin():
+            await self.app.state.account_service.ensure_admin(db, email, PASSWORD)
         return await self.login(email)
 
 
 @pytest.fixture
-def api(client: httpx.AsyncClient) -> AuthApi:
-    return AuthApi(client)
+def api(client: httpx.AsyncClient, app: FastAPI) -> AuthApi:
+    return AuthApi(client, app)
 
 
 @pytest.fixture
-def started(fake_users: FakeUsers, backends: Backends) -> Callable[..., Any]:
-    """Run a second app with settings of the test's own (thresholds, timeouts, outbox)."""
+def started(
+    base_settings: dict[str, Any], fake_users: FakeUsers, backends: Backends
+) -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """Run a second app with settings of the test's own (thresholds, timeouts, outbox);
+    `client.app` is that app."""
 
     @contextlib.asynccontextmanager
     async def run(
-        settings: AuthSettings, *, run_outbox: bool = False
-    ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-        app, manager, client = await start_app(settings, fake_users, run_outbox=run_outbox)
-        try:
-            yield app, client
-        finally:
-            await client.aclose()
-            await manager.__aexit__(None, None, None)
-            await empty_tables(app.state.engine, Base.metadata)
-            await flush_redis(backends.redis_url)
+        *, run_outbox: bool = False, **overrides: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        factory = auth_client_factory(base_settings, fake_users, run_outbox=run_outbox)
+        async with factory(**overrides) as client:
+            try:
+                yield client
+            finally:
+                await reset(client.app, backends, fake_users)  # type: ignore[attr-defined]
 
     return run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from jose import jwt
@@ -11,63 +12,60 @@ from jose import jwt
 from auth.keys import KeyRing, generate_key_file
 from platform_testing import assert_problem
 
+if TYPE_CHECKING:
+    from conftest import AuthApi
 
-def bearer(tokens: dict) -> dict[str, str]:  # type: ignore[type-arg]
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
 
-
-async def test_disable_ends_sessions_and_blocks_login(client: httpx.AsyncClient, api, app) -> None:  # type: ignore[no-untyped-def]
-    user, tokens = await api.user_with_tokens()
-    admin = await api.admin_tokens(app)
-    r = await client.post(f"/api/v1/auth/users/{user['id']}/disable", headers=bearer(admin))
+async def test_disable_ends_sessions_and_blocks_login(
+    client: httpx.AsyncClient, api: AuthApi
+) -> None:
+    user = await api.signed_in()
+    admin = await api.admin()
+    r = await client.post(f"/api/v1/auth/users/{user.id}/disable", headers=admin.headers)
     assert r.status_code == 204
-    assert (await client.get("/api/v1/auth/sessions", headers=bearer(tokens))).status_code == 401
-    refresh = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
-    )
+    assert (await client.get("/api/v1/auth/sessions", headers=user.headers)).status_code == 401
+    refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     assert refresh.status_code == 401
     login = await client.post(
         "/api/v1/auth/login",
-        json={"email": user["email"], "password": "a perfectly fine passphrase"},
+        json={"email": user.email, "password": "a perfectly fine passphrase"},
     )
     assert_problem(login, 403, "account_disabled")
 
-    r = await client.post(f"/api/v1/auth/users/{user['id']}/enable", headers=bearer(admin))
+    r = await client.post(f"/api/v1/auth/users/{user.id}/enable", headers=admin.headers)
     assert r.status_code == 204
-    await api.login(user["email"])
+    await api.login(user.email)
 
 
-async def test_only_admins_disable(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    victim, victim_tokens = await api.user_with_tokens()
-    _, attacker = await api.user_with_tokens()
-    r = await client.post(f"/api/v1/auth/users/{victim['id']}/disable", headers=bearer(attacker))
+async def test_only_admins_disable(client: httpx.AsyncClient, api: AuthApi) -> None:
+    victim = await api.signed_in()
+    attacker = await api.signed_in()
+    r = await client.post(f"/api/v1/auth/users/{victim.id}/disable", headers=attacker.headers)
     assert_problem(r, 403, "forbidden")
-    anonymous = await client.post(f"/api/v1/auth/users/{victim['id']}/disable")
+    anonymous = await client.post(f"/api/v1/auth/users/{victim.id}/disable")
     assert_problem(anonymous, 401, "not_authenticated")
-    assert (
-        await client.get("/api/v1/auth/sessions", headers=bearer(victim_tokens))
-    ).status_code == 200
+    assert (await client.get("/api/v1/auth/sessions", headers=victim.headers)).status_code == 200
 
 
-async def test_disable_unknown_user(client: httpx.AsyncClient, api, app) -> None:  # type: ignore[no-untyped-def]
-    admin = await api.admin_tokens(app)
-    r = await client.post(f"/api/v1/auth/users/{uuid.uuid4()}/disable", headers=bearer(admin))
+async def test_disable_unknown_user(client: httpx.AsyncClient, api: AuthApi) -> None:
+    admin = await api.admin()
+    r = await client.post(f"/api/v1/auth/users/{uuid.uuid4()}/disable", headers=admin.headers)
     assert_problem(r, 404, "user_not_found")
 
 
-async def test_admin_tokens_carry_the_admin_role(api, app) -> None:  # type: ignore[no-untyped-def]
-    admin = await api.admin_tokens(app)
-    assert jwt.get_unverified_claims(admin["access_token"])["role"] == "admin"
+async def test_admin_tokens_carry_the_admin_role(api: AuthApi) -> None:
+    admin = await api.admin()
+    assert jwt.get_unverified_claims(admin.token)["role"] == "admin"
 
 
-async def test_jwks_and_discovery(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+async def test_jwks_and_discovery(client: httpx.AsyncClient, api: AuthApi) -> None:
     jwks = (await client.get("/api/v1/auth/jwks.json")).json()
     assert jwks["keys"] and all({"kid", "kty", "alg", "use"} <= k.keys() for k in jwks["keys"])
     assert all("d" not in k for k in jwks["keys"])  # never the private half
-    _, tokens = await api.user_with_tokens()
-    kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+    user = await api.signed_in()
+    kid = jwt.get_unverified_header(user.token)["kid"]
     assert kid in {k["kid"] for k in jwks["keys"]}
-    claims = jwt.get_unverified_claims(tokens["access_token"])
+    claims = jwt.get_unverified_claims(user.token)
     assert {"iss", "aud", "sub", "exp", "iat", "jti", "sid", "role"} <= claims.keys()
     assert claims["exp"] - claims["iat"] == 900
 

@@ -36,13 +36,10 @@ async def test_unknown_email_and_wrong_password_answer_alike(
     assert wrong.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_disabled_account_gets_403(client: httpx.AsyncClient, api, app) -> None:  # type: ignore[no-untyped-def]
+async def test_disabled_account_gets_403(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
     user = await api.register()
-    admin = await api.admin_tokens(app)
-    r = await client.post(
-        f"/api/v1/auth/users/{user['id']}/disable",
-        headers={"Authorization": f"Bearer {admin['access_token']}"},
-    )
+    admin = await api.admin()
+    r = await client.post(f"/api/v1/auth/users/{user['id']}/disable", headers=admin.headers)
     assert r.status_code == 204
     response = await client.post(
         URL, json={"email": user["email"], "password": "a perfectly fine passphrase"}
@@ -75,9 +72,8 @@ async def test_success_resets_the_account_counter(client: httpx.AsyncClient, api
         assert r.status_code == 401
 
 
-async def test_client_address_is_limited(make_settings, started) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(login_max_attempts_per_ip=3, login_ip_window_seconds=30)
-    async with started(settings) as (_, client):
+async def test_client_address_is_limited(started) -> None:  # type: ignore[no-untyped-def]
+    async with started(login_max_attempts_per_ip=3, login_ip_window_seconds=30) as client:
         statuses = []
         for i in range(4):
             r = await client.post(

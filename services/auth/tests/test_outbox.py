@@ -48,10 +48,9 @@ async def test_registration_survives_users_being_down(client, api, app, fake_use
 
 async def test_disable_and_enable_are_published_in_order(client, api, app, fake_users) -> None:  # type: ignore[no-untyped-def]
     user = await api.register()
-    admin = await api.admin_tokens(app)
-    headers = {"Authorization": f"Bearer {admin['access_token']}"}
-    await client.post(f"/api/v1/auth/users/{user['id']}/disable", headers=headers)
-    await client.post(f"/api/v1/auth/users/{user['id']}/enable", headers=headers)
+    admin = await api.admin()
+    await client.post(f"/api/v1/auth/users/{user['id']}/disable", headers=admin.headers)
+    await client.post(f"/api/v1/auth/users/{user['id']}/enable", headers=admin.headers)
     await app.state.outbox.run_once()
     mine = [e for e in fake_users.received if e["id"] == user["id"]]
     assert [e["event"] for e in mine] == ["user.registered", "user.disabled", "user.enabled"]
@@ -60,31 +59,26 @@ async def test_disable_and_enable_are_published_in_order(client, api, app, fake_
     assert versions == sorted(versions)
 
 
-async def test_background_relay_runs_by_itself(make_settings, started, fake_users) -> None:  # type: ignore[no-untyped-def]
-    async with started(make_settings(), run_outbox=True) as (_, client):
-        response = await client.post(
-            "/api/v1/auth/register",
-            json={"email": "bg@example.com", "password": "pass phrase 123!", "name": "Bg"},
-        )
-        assert response.status_code == 201
+async def register_and_see_it_delivered(client, fake_users, email: str) -> None:  # type: ignore[no-untyped-def]
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": "pass phrase 123!", "name": "Relayed"},
+    )
+    assert response.status_code == 201
 
-        async def delivered() -> bool:
-            return any(e["email"] == "bg@example.com" for e in fake_users.received)
+    async def delivered() -> bool:
+        return any(e["email"] == email for e in fake_users.received)
 
-        await wait_for(delivered, within=5)
+    await wait_for(delivered, within=5)
 
 
-async def test_a_commit_wakes_the_relay_at_once(make_settings, started, fake_users) -> None:  # type: ignore[no-untyped-def]
+async def test_background_relay_runs_by_itself(started, fake_users) -> None:  # type: ignore[no-untyped-def]
+    async with started(run_outbox=True) as client:
+        await register_and_see_it_delivered(client, fake_users, "bg@example.com")
+
+
+async def test_a_commit_wakes_the_relay_at_once(started, fake_users) -> None:  # type: ignore[no-untyped-def]
     # A poll interval far longer than the test: only the wake-up can deliver in time.
-    async with started(make_settings(outbox_poll_seconds=30), run_outbox=True) as (app, client):
+    async with started(run_outbox=True, outbox_poll_seconds=30) as client:
         await asyncio.sleep(0.2)  # the relay's first round has run and it now sleeps
-        response = await client.post(
-            "/api/v1/auth/register",
-            json={"email": "quick@example.com", "password": "pass phrase 123!", "name": "Q"},
-        )
-        assert response.status_code == 201
-
-        async def delivered() -> bool:
-            return any(e["email"] == "quick@example.com" for e in fake_users.received)
-
-        await wait_for(delivered, within=5)  # far below the 30 s poll
+        await register_and_see_it_delivered(client, fake_users, "quick@example.com")

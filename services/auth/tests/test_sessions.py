@@ -3,97 +3,93 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import httpx
 
-from platform_testing import assert_problem
+from platform_testing import Caller, assert_problem
+
+if TYPE_CHECKING:
+    from conftest import AuthApi
 
 
-def bearer(tokens: dict) -> dict[str, str]:  # type: ignore[type-arg]
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
+async def sessions_of(client: httpx.AsyncClient, caller: Caller) -> httpx.Response:
+    return await client.get("/api/v1/auth/sessions", headers=caller.headers)
 
 
-async def sessions_of(client: httpx.AsyncClient, tokens: dict) -> httpx.Response:  # type: ignore[type-arg]
-    return await client.get("/api/v1/auth/sessions", headers=bearer(tokens))
+async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    return await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
 
 
-async def test_refresh_rotates_and_keeps_the_session(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    _, first = await api.user_with_tokens()
-    response = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
-    )
+async def test_refresh_rotates_and_keeps_the_session(
+    client: httpx.AsyncClient, api: AuthApi
+) -> None:
+    first = await api.signed_in()
+    response = await refresh(client, first.refresh_token)
     assert response.status_code == 200
     second = response.json()
-    assert second["refresh_token"] != first["refresh_token"]
-    listed = (await sessions_of(client, second)).json()
+    assert second["refresh_token"] != first.refresh_token
+    rotated = Caller(first.id, second["access_token"])
+    listed = (await sessions_of(client, rotated)).json()
     assert listed["total"] == 1 and listed["items"][0]["current"] is True
 
 
-async def test_refresh_reuse_ends_the_whole_session(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    _, first = await api.user_with_tokens()
-    rotated = (
-        await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
-    ).json()
+async def test_refresh_reuse_ends_the_whole_session(
+    client: httpx.AsyncClient, api: AuthApi
+) -> None:
+    first = await api.signed_in()
+    rotated = (await refresh(client, first.refresh_token)).json()
     # An attacker replays the stolen, already rotated token...
-    reuse = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
-    )
+    reuse = await refresh(client, first.refresh_token)
     assert_problem(reuse, 401, "invalid_refresh_token")
     # ...which ends the session: the legitimate holder's newer tokens are dead too.
-    newer = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
-    )
+    newer = await refresh(client, rotated["refresh_token"])
     assert_problem(newer, 401, "invalid_refresh_token")
-    assert_problem(await sessions_of(client, rotated), 401, "invalid_token")
+    holder = Caller(first.id, rotated["access_token"])
+    assert_problem(await sessions_of(client, holder), 401, "invalid_token")
 
 
 async def test_unknown_refresh_token(client: httpx.AsyncClient) -> None:
-    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": "made-up"})
+    response = await refresh(client, "made-up")
     assert_problem(response, 401, "invalid_refresh_token")
     missing = await client.post("/api/v1/auth/refresh", json={})
     assert_problem(missing, 422, "validation_error")
 
 
-async def test_logout_ends_that_session_only(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    user, a = await api.user_with_tokens()
-    b = await api.login(user["email"])
-    response = await client.post("/api/v1/auth/logout", json={"refresh_token": a["refresh_token"]})
+async def test_logout_ends_that_session_only(client: httpx.AsyncClient, api: AuthApi) -> None:
+    a = await api.signed_in()
+    b = await api.login(a.email)
+    response = await client.post("/api/v1/auth/logout", json={"refresh_token": a.refresh_token})
     assert response.status_code == 204
     assert_problem(await sessions_of(client, a), 401, "invalid_token")
-    refreshed = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": a["refresh_token"]}
-    )
-    assert_problem(refreshed, 401, "invalid_refresh_token")
+    assert_problem(await refresh(client, a.refresh_token), 401, "invalid_refresh_token")
     still = await sessions_of(client, b)
     assert still.status_code == 200 and still.json()["total"] == 1
     # Logging out twice, or with a token we never issued, is not an error.
-    again = await client.post("/api/v1/auth/logout", json={"refresh_token": a["refresh_token"]})
+    again = await client.post("/api/v1/auth/logout", json={"refresh_token": a.refresh_token})
     assert again.status_code == 204
     assert (
         await client.post("/api/v1/auth/logout", json={"refresh_token": "nope"})
     ).status_code == 204
 
 
-async def test_logout_all(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    user, a = await api.user_with_tokens()
-    b = await api.login(user["email"])
-    other_user, other = await api.user_with_tokens()
-    assert (await client.post("/api/v1/auth/logout-all", headers=bearer(a))).status_code == 204
-    for tokens in (a, b):
-        assert_problem(await sessions_of(client, tokens), 401, "invalid_token")
-        r = await client.post(
-            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
-        )
-        assert r.status_code == 401
+async def test_logout_all(client: httpx.AsyncClient, api: AuthApi) -> None:
+    a = await api.signed_in()
+    b = await api.login(a.email)
+    other = await api.signed_in()
+    assert (await client.post("/api/v1/auth/logout-all", headers=a.headers)).status_code == 204
+    for session in (a, b):
+        assert_problem(await sessions_of(client, session), 401, "invalid_token")
+        assert (await refresh(client, session.refresh_token)).status_code == 401
     assert (await sessions_of(client, other)).status_code == 200
     anonymous = await client.post("/api/v1/auth/logout-all")
     assert_problem(anonymous, 401, "not_authenticated")
     assert anonymous.headers["www-authenticate"] == "Bearer"
 
 
-async def test_sessions_list_and_delete(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    user, a = await api.user_with_tokens()
-    b = await api.login(user["email"], **{"User-Agent": "phone/1.0"})
+async def test_sessions_list_and_delete(client: httpx.AsyncClient, api: AuthApi) -> None:
+    a = await api.signed_in()
+    b = await api.login(a.email, **{"User-Agent": "phone/1.0"})
     listed = (await sessions_of(client, a)).json()
     assert listed["total"] == 2 and listed["page"] == 1 and listed["pages"] == 1
     agents = {s["user_agent"] for s in listed["items"]}
@@ -102,67 +98,69 @@ async def test_sessions_list_and_delete(client: httpx.AsyncClient, api) -> None:
         {"id", "created_at", "last_used_at", "user_agent"} <= s.keys() for s in listed["items"]
     )
     phone = next(s for s in listed["items"] if s["user_agent"] == "phone/1.0")
-    r = await client.delete(f"/api/v1/auth/sessions/{phone['id']}", headers=bearer(a))
+    r = await client.delete(f"/api/v1/auth/sessions/{phone['id']}", headers=a.headers)
     assert r.status_code == 204
     assert_problem(await sessions_of(client, b), 401, "invalid_token")
     assert (await sessions_of(client, a)).json()["total"] == 1
 
 
-async def test_deleting_another_users_session_is_404(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    _, mine = await api.user_with_tokens()
-    _, theirs = await api.user_with_tokens()
+async def test_deleting_another_users_session_is_404(
+    client: httpx.AsyncClient, api: AuthApi
+) -> None:
+    mine = await api.signed_in()
+    theirs = await api.signed_in()
     their_session = (await sessions_of(client, theirs)).json()["items"][0]["id"]
-    r = await client.delete(f"/api/v1/auth/sessions/{their_session}", headers=bearer(mine))
+    r = await client.delete(f"/api/v1/auth/sessions/{their_session}", headers=mine.headers)
     assert_problem(r, 404, "not_found")
     assert (await sessions_of(client, theirs)).status_code == 200
-    r = await client.delete(f"/api/v1/auth/sessions/{uuid.uuid4()}", headers=bearer(mine))
+    r = await client.delete(f"/api/v1/auth/sessions/{uuid.uuid4()}", headers=mine.headers)
     assert_problem(r, 404, "not_found")
-    r = await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=bearer(mine))
+    r = await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=mine.headers)
     assert_problem(r, 422, "validation_error")
 
 
-async def test_sessions_pagination(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    user, tokens = await api.user_with_tokens()
+async def test_sessions_pagination(client: httpx.AsyncClient, api: AuthApi) -> None:
+    user = await api.signed_in()
     for _ in range(2):
-        await api.login(user["email"])
-    page = (await client.get("/api/v1/auth/sessions?limit=2&page=2", headers=bearer(tokens))).json()
+        await api.login(user.email)
+    page = (await client.get("/api/v1/auth/sessions?limit=2&page=2", headers=user.headers)).json()
     assert (page["total"], page["pages"], len(page["items"])) == (3, 2, 1)
-    bad = await client.get("/api/v1/auth/sessions?limit=101", headers=bearer(tokens))
+    bad = await client.get("/api/v1/auth/sessions?limit=101", headers=user.headers)
     assert_problem(bad, 422, "validation_error")
 
 
-async def test_password_change(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    user, current = await api.user_with_tokens()
-    other = await api.login(user["email"])
+async def test_password_change(client: httpx.AsyncClient, api: AuthApi) -> None:
+    current = await api.signed_in()
+    other = await api.login(current.email)
     new = "an entirely new passphrase"
     r = await client.post(
         "/api/v1/auth/password",
         json={"current_password": "a perfectly fine passphrase", "new_password": new},
-        headers=bearer(current),
+        headers=current.headers,
     )
     assert r.status_code == 204
     assert (await sessions_of(client, current)).status_code == 200
     assert_problem(await sessions_of(client, other), 401, "invalid_token")
     old = await client.post(
         "/api/v1/auth/login",
-        json={"email": user["email"], "password": "a perfectly fine passphrase"},
+        json={"email": current.email, "password": "a perfectly fine passphrase"},
     )
     assert old.status_code == 401
-    await api.login(user["email"], new)
+    await api.login(current.email, new)
 
 
-async def test_password_change_refusals(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    user, tokens = await api.user_with_tokens()
+async def test_password_change_refusals(client: httpx.AsyncClient, api: AuthApi) -> None:
+    user = await api.signed_in()
     wrong = await client.post(
         "/api/v1/auth/password",
         json={"current_password": "not it at all", "new_password": "another fine passphrase"},
-        headers=bearer(tokens),
+        headers=user.headers,
     )
     assert_problem(wrong, 403, "invalid_credentials")
     weak = await client.post(
         "/api/v1/auth/password",
         json={"current_password": "a perfectly fine passphrase", "new_password": "password1"},
-        headers=bearer(tokens),
+        headers=user.headers,
     )
     assert_problem(weak, 422, "weak_password")
-    await api.login(user["email"])  # unchanged
+    await api.login(user.email)  # unchanged

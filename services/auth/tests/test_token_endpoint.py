@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 import httpx
 from jose import jwt
 
+if TYPE_CHECKING:
+    from conftest import AuthApi
+
 URL = "/api/v1/auth/token"
+PASSWORD = "a perfectly fine passphrase"
+ORGS_SECRET = "orgs-secret"  # the conftest's client `orgs`
 
 
 def assert_oauth_error(response: httpx.Response, status: int, error: str) -> None:
@@ -18,50 +24,50 @@ def assert_oauth_error(response: httpx.Response, status: int, error: str) -> Non
     assert response.headers["cache-control"] == "no-store"
 
 
-async def test_password_grant(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+async def token_request(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **form: str
+) -> httpx.Response:
+    return await client.post(URL, data=form, headers=headers)
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+async def test_password_grant(client: httpx.AsyncClient, api: AuthApi) -> None:
     user = await api.register()
-    response = await client.post(
-        URL,
-        data={
-            "grant_type": "password",
-            "username": user["email"],
-            "password": "a perfectly fine passphrase",
-        },
+    response = await token_request(
+        client, grant_type="password", username=user["email"], password=PASSWORD
     )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer" and body["refresh_token"] and body["access_token"]
 
 
-async def test_password_grant_with_bad_credentials(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+async def test_password_grant_with_bad_credentials(client: httpx.AsyncClient, api: AuthApi) -> None:
     user = await api.register()
-    response = await client.post(
-        URL, data={"grant_type": "password", "username": user["email"], "password": "wrong one"}
+    response = await token_request(
+        client, grant_type="password", username=user["email"], password="wrong one"
     )
     assert_oauth_error(response, 400, "invalid_grant")
 
 
-async def test_refresh_token_grant_rotates(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    _, tokens = await api.user_with_tokens()
-    response = await client.post(
-        URL, data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+async def test_refresh_token_grant_rotates(client: httpx.AsyncClient, api: AuthApi) -> None:
+    user = await api.signed_in()
+    response = await token_request(
+        client, grant_type="refresh_token", refresh_token=user.refresh_token
     )
     assert response.status_code == 200
-    assert response.json()["refresh_token"] != tokens["refresh_token"]
-    again = await client.post(
-        URL, data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    assert response.json()["refresh_token"] != user.refresh_token
+    again = await token_request(
+        client, grant_type="refresh_token", refresh_token=user.refresh_token
     )
     assert_oauth_error(again, 400, "invalid_grant")
 
 
 async def test_client_credentials_post_and_basic(client: httpx.AsyncClient) -> None:
-    posted = await client.post(
-        URL,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "orgs",
-            "client_secret": "orgs-secret",
-        },
+    posted = await token_request(
+        client, grant_type="client_credentials", client_id="orgs", client_secret=ORGS_SECRET
     )
     assert posted.status_code == 200, posted.text
     body = posted.json()
@@ -72,56 +78,76 @@ async def test_client_credentials_post_and_basic(client: httpx.AsyncClient) -> N
     assert claims["scope"] == "users:read"
     assert "sid" not in claims
 
-    basic = base64.b64encode(b"orgs:orgs-secret").decode()
-    response = await client.post(
-        URL, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    response = await token_request(
+        client, basic("orgs", ORGS_SECRET), grant_type="client_credentials"
     )
     assert response.status_code == 200
 
 
+async def test_a_malformed_basic_header_counts_as_none(client: httpx.AsyncClient) -> None:
+    # The form's credentials still apply...
+    for header in ("Basic !!!", "Basic b3Jncw==", "Basic"):  # not base64; no colon; empty
+        response = await token_request(
+            client,
+            {"Authorization": header},
+            grant_type="client_credentials",
+            client_id="orgs",
+            client_secret=ORGS_SECRET,
+        )
+        assert response.status_code == 200, (header, response.text)
+    # ...and without them the answer is RFC 6749's, not problem+json.
+    alone = await token_request(
+        client, {"Authorization": "Basic !!!"}, grant_type="client_credentials"
+    )
+    assert_oauth_error(alone, 401, "invalid_client")
+    assert alone.headers["www-authenticate"] == 'Basic realm="auth"'
+
+
 async def test_client_credentials_refusals(client: httpx.AsyncClient) -> None:
-    wrong = await client.post(
-        URL, data={"grant_type": "client_credentials", "client_id": "orgs", "client_secret": "nope"}
+    wrong = await token_request(
+        client, grant_type="client_credentials", client_id="orgs", client_secret="nope"
     )
     assert_oauth_error(wrong, 401, "invalid_client")
-    unknown = await client.post(
-        URL, data={"grant_type": "client_credentials", "client_id": "who", "client_secret": "x"}
+    unknown = await token_request(
+        client, grant_type="client_credentials", client_id="who", client_secret="x"
     )
     assert_oauth_error(unknown, 401, "invalid_client")
-    too_much = await client.post(
-        URL,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "orgs",
-            "client_secret": "orgs-secret",
-            "scope": "users:read users:provision",
-        },
+    wrong_basic = await token_request(
+        client, basic("orgs", "nope"), grant_type="client_credentials"
+    )
+    assert_oauth_error(wrong_basic, 401, "invalid_client")
+    too_much = await token_request(
+        client,
+        grant_type="client_credentials",
+        client_id="orgs",
+        client_secret=ORGS_SECRET,
+        scope="users:read users:provision",
     )
     assert_oauth_error(too_much, 401, "invalid_client")
-    anonymous = await client.post(URL, data={"grant_type": "client_credentials"})
+    anonymous = await token_request(client, grant_type="client_credentials")
     assert_oauth_error(anonymous, 401, "invalid_client")
 
 
 async def test_malformed_requests(client: httpx.AsyncClient) -> None:
     assert_oauth_error(await client.post(URL, data={}), 400, "invalid_request")
     assert_oauth_error(
-        await client.post(URL, data={"grant_type": "implicit"}), 400, "unsupported_grant_type"
+        await token_request(client, grant_type="implicit"), 400, "unsupported_grant_type"
     )
     assert_oauth_error(
-        await client.post(URL, data={"grant_type": "password", "username": "a@b.c"}),
+        await token_request(client, grant_type="password", username="a@b.c"),
         400,
         "invalid_request",
     )
 
 
-async def test_password_grant_is_throttled_too(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+async def test_password_grant_is_throttled_too(client: httpx.AsyncClient, api: AuthApi) -> None:
     user = await api.register()
     for _ in range(5):
-        await client.post(
-            URL, data={"grant_type": "password", "username": user["email"], "password": "bad guess"}
+        await token_request(
+            client, grant_type="password", username=user["email"], password="bad guess"
         )
-    response = await client.post(
-        URL, data={"grant_type": "password", "username": user["email"], "password": "bad guess"}
+    response = await token_request(
+        client, grant_type="password", username=user["email"], password="bad guess"
     )
     assert_oauth_error(response, 429, "slow_down")
     assert int(response.headers["retry-after"]) > 0

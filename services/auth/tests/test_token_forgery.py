@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
 
-from platform_testing import assert_problem
+from platform_testing import assert_problem, bearer
 
 SESSIONS = "/api/v1/auth/sessions"
 
@@ -39,19 +39,18 @@ def sign_with(app, claims: dict[str, Any], *, kid: str | None = None) -> str:  #
 
 
 async def assert_rejected(client: httpx.AsyncClient, token: str) -> None:
-    response = await client.get(SESSIONS, headers={"Authorization": f"Bearer {token}"})
+    response = await client.get(SESSIONS, headers=bearer(token))
     assert_problem(response, 401, "invalid_token")
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 @pytest.fixture
 async def genuine(api) -> str:  # type: ignore[no-untyped-def]
-    _, tokens = await api.user_with_tokens()
-    return str(tokens["access_token"])
+    return str((await api.signed_in()).token)
 
 
 async def test_genuine_token_is_accepted(client: httpx.AsyncClient, genuine: str) -> None:
-    response = await client.get(SESSIONS, headers={"Authorization": f"Bearer {genuine}"})
+    response = await client.get(SESSIONS, headers=bearer(genuine))
     assert response.status_code == 200
 
 
@@ -150,9 +149,9 @@ async def test_malformed_headers(client: httpx.AsyncClient, header: str) -> None
 
 
 async def test_revoked_session_token(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
-    _, tokens = await api.user_with_tokens()
-    await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
-    await assert_rejected(client, tokens["access_token"])
+    user = await api.signed_in()
+    await client.post("/api/v1/auth/logout", json={"refresh_token": user.refresh_token})
+    await assert_rejected(client, user.token)
 
 
 async def test_forged_session_id_is_not_a_bypass(
@@ -162,8 +161,6 @@ async def test_forged_session_id_is_not_a_bypass(
     # session endpoints: it lists nothing rather than someone else's sessions.
     claims = claims_of(genuine)
     claims["sid"] = str(uuid.uuid4())
-    response = await client.get(
-        SESSIONS, headers={"Authorization": f"Bearer {sign_with(app, claims)}"}
-    )
+    response = await client.get(SESSIONS, headers=bearer(sign_with(app, claims)))
     assert response.status_code == 200
     assert all(item["current"] is False for item in response.json()["items"])

@@ -11,12 +11,14 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auth.api import oauth_error, router
+from auth.api import router
+from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
+from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
-from auth.service import AuthService
+from auth.service import AccountService, ClientCredentials, SessionService
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
@@ -53,7 +55,7 @@ def create_app(
     async def resources(app: FastAPI) -> AsyncIterator[None]:
         app.state.keyring = keyring
         app.state.issuer = issuer
-        app.state.auth_service = AuthService(
+        sessions = SessionService(
             settings,
             hasher=hasher,
             issuer=issuer,
@@ -67,10 +69,12 @@ def create_app(
             revocations=app.state.revocations,
             registry=app.state.metrics_registry,
         )
+        app.state.session_service = sessions
+        app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
+        app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
         app.state.outbox = OutboxRelay(
             app.state.sessionmaker,
-            app.state.http["users"],
-            issuer,
+            UsersClient(app.state.http["users"], issuer),
             poll_seconds=settings.outbox_poll_seconds,
         )
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None

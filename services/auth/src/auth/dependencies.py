@@ -1,17 +1,27 @@
-"""FastAPI dependencies of the auth API, as `Annotated` aliases."""
+"""FastAPI dependencies of the auth API, as `Annotated` aliases: one per resource the app
+holds in its state, so that no handler reads `request.app.state`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Form, Request
+from fastapi.security import HTTPBasicCredentials
 
-from auth.service import AuthService, ClientInfo
+from auth.config import AuthSettings
+from auth.keys import KeyRing
+from auth.oauth2 import client_secret_basic
+from auth.outbox import OutboxRelay
+from auth.schemas import TokenRequest
+from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
 
 
-def get_auth_service(request: Request) -> AuthService:
-    service: AuthService = request.app.state.auth_service
-    return service
+def _app_state(name: str) -> Callable[[Request], Any]:
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return get
 
 
 def get_client_info(request: Request) -> ClientInfo:
@@ -23,5 +33,23 @@ def get_client_info(request: Request) -> ClientInfo:
     )
 
 
-AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+SettingsDep = Annotated[AuthSettings, Depends(_app_state("settings"))]
+KeyRingDep = Annotated[KeyRing, Depends(_app_state("keyring"))]
+OutboxDep = Annotated[OutboxRelay, Depends(_app_state("outbox"))]
+SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_service"))]
+AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
+ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
+# The OAuth2 token request: its form, and the client's Basic credentials when it sent them.
+TokenRequestForm = Annotated[TokenRequest, Form()]
+ClientBasicDep = Annotated[HTTPBasicCredentials | None, Depends(client_secret_basic)]
+
+
+def wake_outbox(background: BackgroundTasks, outbox: OutboxDep) -> None:
+    """For routes that write user events: the relay delivers them at once, not at its next
+    poll. Background tasks run once the response is out, after the session has committed,
+    and not at all when the route fails."""
+    background.add_task(outbox.wake)
+
+
+WakesOutbox = Depends(wake_outbox)

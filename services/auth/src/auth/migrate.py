@@ -24,7 +24,7 @@ async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
 
     app = create_app(settings, run_outbox=False)
     async with app.router.lifespan_context(app), app.state.sessionmaker() as db, db.begin():
-        _, created = await app.state.auth_service.ensure_admin(db, email, password)
+        _, created = await app.state.account_service.ensure_admin(db, email, password)
     return bool(created)
 
 

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from platform_common.clock import utcnow
 from platform_common.models import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
     Timestamps,
     UUIDPrimaryKey,
-    utcnow,
 )
 
 
@@ -26,7 +26,7 @@ class Base(DeclarativeBase):
 class User(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "users"
 
-    # Stored lower-cased: uniqueness is case-insensitive on every backend.
+    # Stored lower-cased, so the plain unique index makes uniqueness case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -34,10 +34,12 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    sessions: Mapped[list[Session]] = relationship(back_populates="user", lazy="raise")
+    sessions: Mapped[list[UserSession]] = relationship(back_populates="user", lazy="raise")
 
 
-class Session(UUIDPrimaryKey, Base):
+class UserSession(UUIDPrimaryKey, Base):
+    """A login: what a refresh token belongs to and what an access token's `sid` names."""
+
     __tablename__ = "sessions"
     __table_args__ = (Index("ix_sessions_user_id_ended_at", "user_id", "ended_at"),)
 

@@ -42,6 +42,19 @@ class PasswordChange(BaseModel):
     new_password: str = Field(max_length=4096)
 
 
+class TokenRequest(BaseModel):
+    """The form of `POST /token`. Every field is optional here: what a grant lacks is an RFC
+    6749 `invalid_request`, never a 422."""
+
+    grant_type: str | None = None
+    username: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scope: str | None = None
+
+
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str

@@ -1,9 +1,7 @@
-"""Minting access tokens and refresh tokens."""
+"""Minting access tokens (JWTs). Refresh tokens are opaque: `platform_common.opaque_tokens`."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,17 +11,6 @@ from jose import jwt
 from auth.keys import KeyRing
 
 SERVICE_SUBJECT_PREFIX = "svc:"
-
-
-def new_refresh_token() -> tuple[str, str]:
-    """(the opaque token for the client, the hash we store)."""
-    token = secrets.token_urlsafe(32)
-    return token, hash_refresh_token(token)
-
-
-def hash_refresh_token(token: str) -> str:
-    # High-entropy random tokens need no slow hash: SHA-256 makes a stolen table useless.
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenIssuer:

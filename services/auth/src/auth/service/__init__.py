@@ -1,0 +1,20 @@
+"""auth's rules, one module a responsibility:
+
+```
+sessions.py            SessionService     login, refresh-token rotation (and reuse detection),
+                                          logout, listing and ending sessions, revocation
+accounts.py            AccountService     registration, password change, disabling and
+                                          enabling accounts, seeding the platform admin;
+                                          ends sessions through SessionService
+client_credentials.py  ClientCredentials  other services' OAuth2 client-credentials grant
+```
+
+Services never commit: the request's session dependency commits when the handler returns.
+Neither imports FastAPI.
+"""
+
+from auth.service.accounts import AccountService, user_event
+from auth.service.client_credentials import ClientCredentials
+from auth.service.sessions import ClientInfo, SessionService
+
+__all__ = ["AccountService", "ClientCredentials", "ClientInfo", "SessionService", "user_event"]

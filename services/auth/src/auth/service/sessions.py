@@ -1,0 +1,227 @@
+"""Sessions: login, refresh-token rotation, logout, and ending sessions.
+
+Revocations are written to Redis before the request's commit, so a failure in between can
+only over-revoke (the client logs in again), never leave an ended session usable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.config import AuthSettings
+from auth.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    SessionNotFound,
+)
+from auth.models import RefreshToken, User, UserSession
+from auth.passwords import PasswordHasher
+from auth.repository import RefreshTokenRepository, UserRepository, UserSessionRepository
+from auth.schemas import TokenPair
+from auth.throttle import LoginRateLimited, LoginThrottle
+from auth.tokens import TokenIssuer
+from platform_common.clock import utcnow
+from platform_common.opaque_tokens import hash_token, new_token
+from platform_common.revocation import RevocationStore
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    user_agent: str | None
+    address: str | None
+
+
+class SessionService:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        *,
+        hasher: PasswordHasher,
+        issuer: TokenIssuer,
+        throttle: LoginThrottle,
+        revocations: RevocationStore,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        # Outcomes the request metrics cannot tell apart (401 vs 429 are both "4xx").
+        self.login_attempts = Counter(
+            "auth_login_attempts",
+            "Login attempts by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.hasher = hasher
+        self.issuer = issuer
+        self.throttle = throttle
+        self.revocations = revocations
+        self.access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+        self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
+
+    # Login -------------------------------------------------------------------------------
+
+    async def authenticate(
+        self, db: AsyncSession, email: str, password: str, client: ClientInfo
+    ) -> User:
+        email = email.strip().lower()
+        await self.throttle.before_attempt(email, client.address)
+        user = await UserRepository(db).get_by_email(email)
+        if user is None:
+            # Hash anyway, so that timing does not tell which accounts exist.
+            await self.hasher.verify(password, self.hasher.dummy_hash)
+            await self.throttle.record_failure(email)
+            raise InvalidCredentials
+        valid, new_hash = await self.hasher.verify(password, user.password_hash)
+        if not valid:
+            await self.throttle.record_failure(email)
+            raise InvalidCredentials
+        await self.throttle.record_success(email)
+        if not user.is_active:
+            raise AccountDisabled("This account has been disabled.")
+        if new_hash:
+            user.password_hash = new_hash
+        return user
+
+    async def login(
+        self, db: AsyncSession, email: str, password: str, client: ClientInfo
+    ) -> TokenPair:
+        try:
+            user = await self.authenticate(db, email, password, client)
+        except (InvalidCredentials, AccountDisabled, LoginRateLimited) as exc:
+            self.login_attempts.labels(outcome=exc.code).inc()
+            raise
+        self.login_attempts.labels(outcome="success").inc()
+        return await self.start_session(db, user, client)
+
+    async def start_session(self, db: AsyncSession, user: User, client: ClientInfo) -> TokenPair:
+        now = utcnow()
+        user_session = UserSession(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self.refresh_ttl,
+            user_agent=(client.user_agent or "")[:512] or None,
+            client_address=client.address,
+        )
+        refresh = new_token()
+        await UserSessionRepository(db).add(
+            user_session, self._refresh_token(user_session, refresh.hash, now)
+        )
+        return self._pair(user, user_session.id, refresh.value, now)
+
+    @staticmethod
+    def _refresh_token(user_session: UserSession, token_hash: str, now: datetime) -> RefreshToken:
+        # A refresh token lives as long as its session, however often it is rotated.
+        return RefreshToken(
+            session_id=user_session.id,
+            token_hash=token_hash,
+            created_at=now,
+            expires_at=user_session.expires_at,
+        )
+
+    def _pair(
+        self, user: User, session_id: uuid.UUID, refresh_token: str, now: datetime
+    ) -> TokenPair:
+        access = self.issuer.user_token(
+            user_id=user.id,
+            session_id=session_id,
+            role=user.role,
+            email=user.email,
+            name=user.name,
+            now=now,
+            ttl=self.access_ttl,
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh_token,
+            expires_in=int(self.access_ttl.total_seconds()),
+        )
+
+    # Refresh-token rotation --------------------------------------------------------------
+
+    async def refresh(self, db: AsyncSession, refresh_token: str) -> TokenPair:
+        """Rotate: the presented token is retired and a new pair issued.
+
+        A token that was already rotated means it leaked (or a client raced itself): the
+        whole session is ended, so whoever holds the newer token is logged out too.
+        """
+        now = utcnow()
+        tokens = RefreshTokenRepository(db)
+        stored = await tokens.get_by_hash(hash_token(refresh_token))
+        if stored is None:
+            raise InvalidRefreshToken("The refresh token is not valid.")
+        sessions = UserSessionRepository(db)
+        user_session = await sessions.get_live(stored.session_id, now)
+        if user_session is None or stored.expires_at <= now:
+            raise InvalidRefreshToken("The refresh token has expired or its session has ended.")
+        if stored.rotated_at is not None or not await tokens.mark_rotated(stored.id, now):
+            await self.end_sessions(
+                db, user_session.user_id, reason="refresh_reuse", session_ids=[user_session.id]
+            )
+            raise RefreshTokenReused(
+                "The refresh token was already used; the session has been ended."
+            )
+        user = await UserRepository(db).get(user_session.user_id)
+        if user is None or not user.is_active:
+            raise InvalidRefreshToken("The account is not active.")
+        refresh = new_token()
+        await tokens.add(self._refresh_token(user_session, refresh.hash, now))
+        await sessions.touch(user_session.id, now)
+        return self._pair(user, user_session.id, refresh.value, now)
+
+    # Ending sessions ---------------------------------------------------------------------
+
+    async def end_sessions(
+        self,
+        db: AsyncSession,
+        user_id: uuid.UUID,
+        *,
+        reason: str,
+        session_ids: list[uuid.UUID] | None = None,
+        keep: uuid.UUID | None = None,
+    ) -> list[uuid.UUID]:
+        """End a user's live sessions (all, the given ones, or all but `keep`) and revoke
+        their access tokens at every service; the ids of the sessions ended."""
+        ended = await UserSessionRepository(db).end(
+            user_id=user_id, now=utcnow(), reason=reason, session_ids=session_ids, keep=keep
+        )
+        # An access token lives at most access_ttl (+ the verifiers' leeway) after issue.
+        ttl = int(self.access_ttl.total_seconds()) + 60
+        await self.revocations.revoke_sessions([str(sid) for sid in ended], ttl)
+        return ended
+
+    async def logout(self, db: AsyncSession, refresh_token: str) -> None:
+        stored = await RefreshTokenRepository(db).get_by_hash(hash_token(refresh_token))
+        if stored is None:
+            return  # RFC 7009: an unknown token is not an error
+        user_session = await UserSessionRepository(db).get(stored.session_id)
+        if user_session is not None and user_session.ended_at is None:
+            await self.end_sessions(
+                db, user_session.user_id, reason="logout", session_ids=[user_session.id]
+            )
+
+    async def logout_all(self, db: AsyncSession, user_id: uuid.UUID) -> None:
+        await self.end_sessions(db, user_id, reason="logout_all")
+
+    async def list_sessions(
+        self, db: AsyncSession, user_id: uuid.UUID, *, offset: int, limit: int
+    ) -> tuple[list[UserSession], int]:
+        return await UserSessionRepository(db).list_live(
+            user_id, utcnow(), offset=offset, limit=limit
+        )
+
+    async def end_session(
+        self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+    ) -> None:
+        ended = await self.end_sessions(
+            db, user_id, reason="ended_by_user", session_ids=[session_id]
+        )
+        if not ended:
+            # Another user's session, or none at all: the same answer either way.
+            raise SessionNotFound("No such session.")
