@@ -24,7 +24,7 @@ KNOWN_METRICS = {
     "http_request_duration_seconds_count",
     "http_request_duration_seconds_sum",
     "up",
-    "auth_login_attempts_total",  # auth's own counter (services/auth/src/auth/service.py)
+    "auth_login_attempts_total",  # auth's own counter (services/auth/src/auth/service/sessions.py)
 }
 PROMQL_WORDS = {
     # aggregations, keywords and the functions the rules and dashboards use or may use
