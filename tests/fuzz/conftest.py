@@ -40,13 +40,10 @@ import hypothesis.strategies as st
 import pytest
 import schemathesis
 from schemathesis.python import asgi as schemathesis_asgi
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from platform_common import migrations
 from platform_common.errors import PROBLEM_CONTENT_TYPE
-from platform_testing import Backends, TokenFactory, backends  # noqa: F401
+from platform_testing import Backends, TokenFactory, backends, bearer  # noqa: F401
 
 ISSUER = "http://auth.test/api/v1/auth"
 AUDIENCE = "identity-platform"
@@ -151,10 +148,6 @@ def serve_through(proxy: AppProxy, factory: Callable[[], Any], openapi_path: str
     assert served.json() == proxy.app.openapi()
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def problem_json_errors(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
     """API.md: every error is RFC 9457 `application/problem+json` with a stable `code`, and
     validation errors (422) list `errors[]`."""
@@ -196,22 +189,14 @@ async def fuzz_database(backends: Backends) -> AsyncIterator[DatabaseMaker]:
 
     async def make(name: str, migrations_dir: Path) -> str:
         url = await backends.create_database(f"fuzz_{name}")
-        if backends.kind == "postgresql":
-            created.append(backends.created.pop())
+        created.append(backends.created.pop())
         # alembic runs its own event loop (asyncio.run): keep it off the session's loop.
         await asyncio.to_thread(migrations.upgrade, migrations_dir, url)
         return url
 
     yield make
     schemathesis_asgi.shutdown_lifespans()
-    if created and backends.admin_url is not None:
-        admin = create_async_engine(
-            backends.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
-        )
-        async with admin.connect() as conn:
-            for name in created:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    await backends.drop_databases(created)
 
 
 @pytest.fixture(scope="session")

@@ -95,15 +95,17 @@ class Backends:
         self.created.append(name)
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
-    async def drop_databases(self) -> None:
-        if not self.created:
+    async def drop_databases(self, names: list[str] | None = None) -> None:
+        """Drop `names`, or every database this object created."""
+        names = list(self.created if names is None else names)
+        if not names:
             return
         admin = self._admin_engine()
         async with admin.connect() as conn:
-            for name in self.created:
+            for name in names:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
-        self.created.clear()
+        self.created[:] = [name for name in self.created if name not in names]
 
 
 def _redis_url_for_worker(url: str) -> str:
