@@ -13,8 +13,10 @@ from fastapi import APIRouter, status
 
 from orgs.dependencies import (
     AdminAccess,
+    InvitationServiceDep,
     MemberAccess,
-    OrgsServiceDep,
+    MemberServiceDep,
+    OrganizationServiceDep,
     OwnerAccess,
     ViewerAccess,
 )
@@ -30,7 +32,6 @@ from orgs.schemas import (
     OrgRead,
     OrgUpdate,
 )
-from platform_common.db import SessionDep
 from platform_common.pagination import Page, PageParamsDep
 from platform_common.security import CurrentUser
 
@@ -64,9 +65,9 @@ _USERS_DOWN: dict[int | str, dict[str, Any]] = {
     },
 )
 async def accept_invitation(
-    token: str, user: CurrentUser, db: SessionDep, orgs: OrgsServiceDep
+    token: str, user: CurrentUser, invitations: InvitationServiceDep
 ) -> Any:
-    return await orgs.accept_invitation(db, user, token)
+    return await invitations.accept(user, token)
 
 
 @router.post(
@@ -77,10 +78,8 @@ async def accept_invitation(
     description="The caller becomes its owner.",
     responses={409: {"description": "slug_taken"}},
 )
-async def create_org(
-    data: OrgCreate, user: CurrentUser, db: SessionDep, orgs: OrgsServiceDep
-) -> Any:
-    return await orgs.create_org(db, user, data.name, data.slug)
+async def create_org(data: OrgCreate, user: CurrentUser, orgs: OrganizationServiceDep) -> Any:
+    return await orgs.create(user, data.name, data.slug)
 
 
 @router.get(
@@ -89,10 +88,8 @@ async def create_org(
     summary="List the caller's organizations",
     description="Each with the caller's `role`, ordered by slug.",
 )
-async def list_orgs(
-    user: CurrentUser, db: SessionDep, orgs: OrgsServiceDep, page: PageParamsDep
-) -> Any:
-    items, total = await orgs.list_orgs(db, user, page)
+async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageParamsDep) -> Any:
+    items, total = await orgs.list_for(user, page)
     return Page[OrgRead].build([OrgRead.model_validate(item) for item in items], total, page)
 
 
@@ -105,15 +102,13 @@ async def list_orgs(
         "`member+`); non-members get 404."
     ),
 )
-async def get_org(access: MemberAccess, db: SessionDep, orgs: OrgsServiceDep) -> Any:
-    return await orgs.get_org(db, access)
+async def get_org(access: MemberAccess, orgs: OrganizationServiceDep) -> Any:
+    return await orgs.get(access)
 
 
 @router.patch("/{slug}", response_model=OrgDetail, summary="Rename an organization (admin+)")
-async def update_org(
-    data: OrgUpdate, access: AdminAccess, db: SessionDep, orgs: OrgsServiceDep
-) -> Any:
-    return await orgs.rename_org(db, access, data.name)
+async def update_org(data: OrgUpdate, access: AdminAccess, orgs: OrganizationServiceDep) -> Any:
+    return await orgs.rename(access, data.name)
 
 
 @router.delete(
@@ -122,8 +117,8 @@ async def update_org(
     summary="Delete an organization (owner)",
     description="Its memberships and invitations are deleted with it.",
 )
-async def delete_org(access: OwnerAccess, db: SessionDep, orgs: OrgsServiceDep) -> None:
-    await orgs.delete_org(db, access)
+async def delete_org(access: OwnerAccess, orgs: OrganizationServiceDep) -> None:
+    await orgs.delete(access)
 
 
 @router.get(
@@ -141,10 +136,8 @@ async def delete_org(access: OwnerAccess, db: SessionDep, orgs: OrgsServiceDep) 
     ),
     responses=_USERS_DOWN,
 )
-async def list_members(
-    access: ViewerAccess, db: SessionDep, orgs: OrgsServiceDep, page: PageParamsDep
-) -> Any:
-    items, total = await orgs.list_members(db, access, page)
+async def list_members(access: ViewerAccess, members: MemberServiceDep, page: PageParamsDep) -> Any:
+    items, total = await members.list_members(access, page)
     return Page[MemberRead].build([MemberRead.model_validate(item) for item in items], total, page)
 
 
@@ -165,10 +158,8 @@ async def list_members(
         **_USERS_DOWN,
     },
 )
-async def add_member(
-    data: MemberCreate, access: AdminAccess, db: SessionDep, orgs: OrgsServiceDep
-) -> Any:
-    return await orgs.add_member(db, access, data.user_id, data.role)
+async def add_member(data: MemberCreate, access: AdminAccess, members: MemberServiceDep) -> Any:
+    return await members.add(access, data.user_id, data.role)
 
 
 @router.patch(
@@ -185,13 +176,9 @@ async def add_member(
     responses={404: {"description": "member_not_found"}, 409: {"description": "last_owner"}},
 )
 async def change_member_role(
-    user_id: uuid.UUID,
-    data: MemberUpdate,
-    access: AdminAccess,
-    db: SessionDep,
-    orgs: OrgsServiceDep,
+    user_id: uuid.UUID, data: MemberUpdate, access: AdminAccess, members: MemberServiceDep
 ) -> Any:
-    return await orgs.change_role(db, access, user_id, data.role)
+    return await members.change_role(access, user_id, data.role)
 
 
 @router.delete(
@@ -206,9 +193,9 @@ async def change_member_role(
     responses={404: {"description": "member_not_found"}, 409: {"description": "last_owner"}},
 )
 async def remove_member(
-    user_id: uuid.UUID, access: ViewerAccess, db: SessionDep, orgs: OrgsServiceDep
+    user_id: uuid.UUID, access: ViewerAccess, members: MemberServiceDep
 ) -> None:
-    await orgs.remove_member(db, access, user_id)
+    await members.remove(access, user_id)
 
 
 @router.post(
@@ -224,9 +211,9 @@ async def remove_member(
     ),
 )
 async def create_invitation(
-    data: InvitationCreate, access: AdminAccess, db: SessionDep, orgs: OrgsServiceDep
+    data: InvitationCreate, access: AdminAccess, invitations: InvitationServiceDep
 ) -> Any:
-    return await orgs.invite(db, access, data.email, data.role)
+    return await invitations.invite(access, data.email, data.role)
 
 
 @router.get(
@@ -237,9 +224,9 @@ async def create_invitation(
     description="Invitations neither accepted, revoked nor expired; newest first; no tokens.",
 )
 async def list_invitations(
-    access: AdminAccess, db: SessionDep, orgs: OrgsServiceDep, page: PageParamsDep
+    access: AdminAccess, invitations: InvitationServiceDep, page: PageParamsDep
 ) -> Any:
-    items, total = await orgs.list_invitations(db, access, page)
+    items, total = await invitations.list_pending(access, page)
     return Page[InvitationRead].build(
         [InvitationRead.model_validate(item) for item in items], total, page
     )
@@ -260,6 +247,6 @@ async def list_invitations(
     },
 )
 async def revoke_invitation(
-    invitation_id: uuid.UUID, access: AdminAccess, db: SessionDep, orgs: OrgsServiceDep
+    invitation_id: uuid.UUID, access: AdminAccess, invitations: InvitationServiceDep
 ) -> None:
-    await orgs.revoke_invitation(db, access, invitation_id)
+    await invitations.revoke(access, invitation_id)
