@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orgs.models import Invitation, Membership, Organization
@@ -143,12 +143,7 @@ class InvitationRepository(_OrgsRepository[Invitation]):
     ) -> tuple[list[Invitation], int]:
         statement = (
             select(Invitation)
-            .where(
-                Invitation.org_id == org_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-                Invitation.expires_at > now,
-            )
+            .where(Invitation.org_id == org_id, *_OPEN, Invitation.expires_at > now)
             .order_by(Invitation.created_at.desc(), Invitation.id)
         )
         return await self.paginate(statement, offset=offset, limit=limit)
@@ -163,18 +158,9 @@ class InvitationRepository(_OrgsRepository[Invitation]):
 
     async def revoke(self, org_id: uuid.UUID, invitation_id: uuid.UUID, now: datetime) -> bool:
         """Revoke an open invitation of the org; False if unknown, accepted or revoked."""
-        revoked = await self.session.scalar(
-            update(Invitation)
-            .where(
-                Invitation.org_id == org_id,
-                Invitation.id == invitation_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-            )
-            .values(revoked_at=now)
-            .returning(Invitation.id)
+        return await self._close(
+            (Invitation.org_id == org_id, Invitation.id == invitation_id), revoked_at=now
         )
-        return revoked is not None
 
     async def claim(self, invitation_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
         """Mark an invitation accepted, atomically: of two concurrent claims one wins.
@@ -182,15 +168,20 @@ class InvitationRepository(_OrgsRepository[Invitation]):
         The loser's UPDATE waits for the winner's row lock, then re-checks the WHERE clause
         against the committed row and matches nothing.
         """
-        claimed = await self.session.scalar(
-            update(Invitation)
-            .where(
-                Invitation.id == invitation_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-                Invitation.expires_at > now,
-            )
-            .values(accepted_at=now, accepted_by=user_id)
-            .returning(Invitation.id)
+        return await self._close(
+            (Invitation.id == invitation_id, Invitation.expires_at > now),
+            accepted_at=now,
+            accepted_by=user_id,
         )
-        return claimed is not None
+
+    async def _close(self, where: tuple[ColumnElement[bool], ...], **values: Any) -> bool:
+        """Set `values` on the open invitation matching `where`, in one conditional UPDATE;
+        False when none matched."""
+        closed = await self.session.scalar(
+            update(Invitation).where(*where, *_OPEN).values(**values).returning(Invitation.id)
+        )
+        return closed is not None
+
+
+# Neither accepted nor revoked (it may still have expired).
+_OPEN = (Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
