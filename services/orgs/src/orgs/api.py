@@ -53,7 +53,7 @@ NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 def _codes(by_status: dict[int, str]) -> Responses:
     """The OpenAPI `responses` for the problem codes an endpoint may answer, by status."""
-    return {status: {"description": codes} for status, codes in by_status.items()}
+    return {code: {"description": names} for code, names in by_status.items()}
 
 
 _USERS_DOWN = _codes(
