@@ -1,7 +1,7 @@
 """Fixtures for orgs' tests: a migrated database, a token issuer and a fake users service.
 
-The app runs in-process (LifespanManager + ASGITransport) against the real backends from
-`platform_testing` (PostgreSQL and Redis in CI). Outgoing HTTP goes through
+The app runs in-process (`platform_testing.client_factory`) against the real backends from
+`platform_testing` (PostgreSQL and Redis in CI); callers are `platform_testing.Caller`s. Outgoing HTTP goes through
 `httpx.MockTransport`s: "jwks" serves the `TokenFactory`'s keys, "users" is `FakeUsers`,
 which knows a set of users, answers `POST /api/v1/users/lookup` and records every request.
 
@@ -15,7 +15,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,30 +29,19 @@ from orgs.migrate import MIGRATIONS
 from orgs.models import Base
 from platform_testing import (
     Backends,
+    Caller,
     TokenFactory,
     backends,  # noqa: F401
+    client_factory,
     empty_tables,
     flush_redis,
     jwks_transport,
     migrated_database,
-    running,
 )
 
 ISSUER = "http://auth.test/api/v1/auth"
 AUDIENCE = "identity-platform"
 LOOKUP_PATH = "/api/v1/users/lookup"
-
-
-@dataclass
-class Caller:
-    id: uuid.UUID
-    token: str
-    email: str
-    name: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass
@@ -129,16 +117,13 @@ def token_factory() -> TokenFactory:
 
 
 @pytest.fixture(scope="session")
-async def database_url(backends: Backends) -> AsyncIterator[str]:
-    yield await migrated_database(backends, "orgs", MIGRATIONS)
-    await backends.drop_databases()
-
-
-@pytest.fixture(scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url, poolclass=NullPool)
+async def engine(backends: Backends) -> AsyncIterator[AsyncEngine]:
+    """orgs' migrated database, for the app and for tests that look underneath the API."""
+    url = await migrated_database(backends, "orgs", MIGRATIONS)
+    engine = create_async_engine(url, poolclass=NullPool)
     yield engine
     await engine.dispose()
+    await backends.drop_databases()
 
 
 @pytest.fixture
@@ -157,35 +142,23 @@ ClientFactory = Callable[..., Any]
 @pytest.fixture
 async def make_client(
     backends: Backends,
-    database_url: str,
     engine: AsyncEngine,
     token_factory: TokenFactory,
     users: FakeUsers,
 ) -> AsyncIterator[ClientFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
-
-    @asynccontextmanager
-    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = OrgsSettings(
-            environment="test",
-            database_url=database_url,
-            redis_url=backends.redis_url,
-            jwt_issuer=ISSUER,
-            jwt_audience=AUDIENCE,
-            jwks_url="http://auth.test/jwks.json",
-            users_url="http://users.test",
-            **overrides,
-        )
-        app = create_app(
-            settings,
-            transports={"jwks": jwks_transport(token_factory), "users": httpx.MockTransport(users)},
-        )
-        async with running(app) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
-
+    settings = {
+        "environment": "test",
+        "database_url": engine.url.render_as_string(hide_password=False),
+        "redis_url": backends.redis_url,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+        "jwks_url": "http://auth.test/jwks.json",
+        "users_url": "http://users.test",
+    }
+    transports = {"jwks": jwks_transport(token_factory), "users": httpx.MockTransport(users)}
     try:
-        yield factory
+        yield client_factory(create_app, OrgsSettings, settings, transports)
     finally:
         await empty_tables(engine, Base.metadata)
         await flush_redis(backends.redis_url)
@@ -207,34 +180,23 @@ class OrgsApi:
         self, owner: Caller, slug: str | None = None, name: str = "Acme"
     ) -> dict[str, Any]:
         slug = slug or f"org-{uuid.uuid4().hex[:10]}"
-        response = await self.client.post(
-            "/api/v1/orgs", json={"name": name, "slug": slug}, headers=owner.headers
-        )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
+        return await self._create("/api/v1/orgs", {"name": name, "slug": slug}, owner)
 
     async def add_member(self, slug: str, by: Caller, who: Caller, role: str) -> dict[str, Any]:
-        response = await self.client.post(
-            f"/api/v1/orgs/{slug}/members",
-            json={"user_id": str(who.id), "role": role},
-            headers=by.headers,
-        )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
+        body = {"user_id": str(who.id), "role": role}
+        return await self._create(f"/api/v1/orgs/{slug}/members", body, by)
 
     async def invite(
         self, slug: str, by: Caller, email: str, role: str = "member"
     ) -> dict[str, Any]:
-        response = await self.client.post(
-            f"/api/v1/orgs/{slug}/invitations",
-            json={"email": email, "role": role},
-            headers=by.headers,
-        )
+        body = {"email": email, "role": role}
+        return await self._create(f"/api/v1/orgs/{slug}/invitations", body, by)
+
+    async def _create(self, path: str, body: dict[str, str], by: Caller) -> dict[str, Any]:
+        response = await self.client.post(path, json=body, headers=by.headers)
         assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
+        created: dict[str, Any] = response.json()
+        return created
 
     async def roles(self, slug: str, by: Caller) -> dict[uuid.UUID, str]:
         """Every member's role, read through the API."""

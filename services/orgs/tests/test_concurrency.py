@@ -26,24 +26,29 @@ def member_path(slug: str, caller: Caller) -> str:
     return f"/api/v1/orgs/{slug}/members/{caller.id}"
 
 
-async def test_simultaneous_adds_of_one_user(
-    client: httpx.AsyncClient, people: People, api: OrgsApi
-) -> None:
+@pytest.fixture
+async def org(api: OrgsApi, people: People) -> tuple[str, Caller]:
+    """An org (its slug) and its owner."""
     owner = people.user()
-    org = await api.create_org(owner)
+    return (await api.create_org(owner))["slug"], owner
+
+
+async def test_simultaneous_adds_of_one_user(
+    client: httpx.AsyncClient, people: People, api: OrgsApi, org: tuple[str, Caller]
+) -> None:
+    slug, owner = org
     for _ in range(ROUNDS):
         newcomer = people.user()
         body = {"user_id": str(newcomer.id), "role": "member"}
         responses = await asyncio.gather(
             *(
-                client.post(f"/api/v1/orgs/{org['slug']}/members", json=body, headers=h)
+                client.post(f"/api/v1/orgs/{slug}/members", json=body, headers=h)
                 for h in (owner.headers, owner.headers)
             )
         )
         assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
         assert_problem(next(r for r in responses if r.status_code == 409), 409, "already_member")
-        roles = await api.roles(org["slug"], owner)
-        assert roles[newcomer.id] == "member"
+        assert (await api.roles(slug, owner))[newcomer.id] == "member"
 
 
 async def two_owners(api: OrgsApi, people: People) -> tuple[str, Caller, Caller]:
@@ -124,17 +129,16 @@ async def test_an_org_never_loses_its_last_owner(
 
 
 async def test_two_accepts_of_one_invitation(
-    client: httpx.AsyncClient, people: People, api: OrgsApi
+    client: httpx.AsyncClient, people: People, api: OrgsApi, org: tuple[str, Caller]
 ) -> None:
-    owner = people.user()
-    org = await api.create_org(owner)
+    slug, owner = org
     for _ in range(ROUNDS):
         invitee = people.user("invitee")
-        invitation = await api.invite(org["slug"], owner, invitee.email)
+        invitation = await api.invite(slug, owner, invitee.email)
         path = f"/api/v1/orgs/invitations/{invitation['token']}/accept"
         responses = await asyncio.gather(
             client.post(path, headers=invitee.headers), client.post(path, headers=invitee.headers)
         )
         statuses = sorted(r.status_code for r in responses)
         assert statuses in ([201, 409], [201, 410]), [r.text for r in responses]
-        assert (await api.roles(org["slug"], owner))[invitee.id] == "member"
+        assert (await api.roles(slug, owner))[invitee.id] == "member"

@@ -11,12 +11,18 @@ import pytest
 from platform_testing import assert_problem
 
 if TYPE_CHECKING:
-    from conftest import FakeUsers, OrgsApi, OrgWorld, People
+    from conftest import Caller, FakeUsers, OrgsApi, OrgWorld, People
 
 
 def members(slug: str, user_id: uuid.UUID | None = None) -> str:
     path = f"/api/v1/orgs/{slug}/members"
     return f"{path}/{user_id}" if user_id else path
+
+
+async def change_role(
+    client: httpx.AsyncClient, world: OrgWorld, who: Caller, role: str, *, by: Caller
+) -> httpx.Response:
+    return await client.patch(members(world.slug, who.id), json={"role": role}, headers=by.headers)
 
 
 # Listing ----------------------------------------------------------------------------
@@ -167,17 +173,21 @@ async def test_nobody_grants_above_their_own_role(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("endpoint", "body"),
     [
-        {"role": "member"},
-        {"user_id": "not-a-uuid", "role": "member"},
-        {"user_id": str(uuid.uuid4()), "role": "superuser"},
+        ("members", {"role": "member"}),
+        ("members", {"user_id": "not-a-uuid", "role": "member"}),
+        ("members", {"user_id": str(uuid.uuid4()), "role": "superuser"}),
+        ("invitations", {"email": "not-an-email"}),
+        ("invitations", {"email": "a@b.co", "role": "god"}),
     ],
 )
-async def test_add_validation(
-    client: httpx.AsyncClient, world: OrgWorld, body: dict[str, str]
+async def test_add_and_invite_validation(
+    client: httpx.AsyncClient, world: OrgWorld, endpoint: str, body: dict[str, str]
 ) -> None:
-    response = await client.post(members(world.slug), json=body, headers=world.owner.headers)
+    response = await client.post(
+        f"/api/v1/orgs/{world.slug}/{endpoint}", json=body, headers=world.owner.headers
+    )
     assert_problem(response, 422, "validation_error")
 
 
@@ -187,15 +197,11 @@ async def test_add_validation(
 async def test_admin_changes_roles_up_to_its_own(
     client: httpx.AsyncClient, world: OrgWorld
 ) -> None:
-    promote = await client.patch(
-        members(world.slug, world.viewer.id), json={"role": "admin"}, headers=world.admin.headers
-    )
+    promote = await change_role(client, world, world.viewer, "admin", by=world.admin)
     assert promote.status_code == 200, promote.text
     assert promote.json()["role"] == "admin"
     assert promote.json()["email"] == world.viewer.email
-    to_owner = await client.patch(
-        members(world.slug, world.member.id), json={"role": "owner"}, headers=world.admin.headers
-    )
+    to_owner = await change_role(client, world, world.member, "owner", by=world.admin)
     assert_problem(to_owner, 403, "forbidden")
 
 
@@ -203,17 +209,9 @@ async def test_only_an_owner_changes_an_owner(
     client: httpx.AsyncClient, world: OrgWorld, api: OrgsApi
 ) -> None:
     await api.add_member(world.slug, world.owner, world.newcomer, "owner")
-    by_admin = await client.patch(
-        members(world.slug, world.newcomer.id),
-        json={"role": "member"},
-        headers=world.admin.headers,
-    )
+    by_admin = await change_role(client, world, world.newcomer, "member", by=world.admin)
     assert_problem(by_admin, 403, "forbidden")
-    by_owner = await client.patch(
-        members(world.slug, world.newcomer.id),
-        json={"role": "member"},
-        headers=world.owner.headers,
-    )
+    by_owner = await change_role(client, world, world.newcomer, "member", by=world.owner)
     assert by_owner.status_code == 200
     assert by_owner.json()["role"] == "member"
 
@@ -221,40 +219,28 @@ async def test_only_an_owner_changes_an_owner(
 async def test_admin_cannot_demote_the_sole_owner(
     client: httpx.AsyncClient, world: OrgWorld
 ) -> None:
-    response = await client.patch(
-        members(world.slug, world.owner.id), json={"role": "admin"}, headers=world.admin.headers
-    )
+    response = await change_role(client, world, world.owner, "admin", by=world.admin)
     assert_problem(response, 403, "forbidden")
 
 
 async def test_last_owner_cannot_step_down(
     client: httpx.AsyncClient, world: OrgWorld, api: OrgsApi
 ) -> None:
-    response = await client.patch(
-        members(world.slug, world.owner.id), json={"role": "admin"}, headers=world.owner.headers
-    )
+    response = await change_role(client, world, world.owner, "admin", by=world.owner)
     assert_problem(response, 409, "last_owner")
-    by_platform_admin = await client.patch(
-        members(world.slug, world.owner.id),
-        json={"role": "member"},
-        headers=world.platform_admin.headers,
+    by_platform_admin = await change_role(
+        client, world, world.owner, "member", by=world.platform_admin
     )
     assert_problem(by_platform_admin, 409, "last_owner")
 
     await api.add_member(world.slug, world.owner, world.newcomer, "owner")
-    now_possible = await client.patch(
-        members(world.slug, world.owner.id), json={"role": "admin"}, headers=world.owner.headers
-    )
+    now_possible = await change_role(client, world, world.owner, "admin", by=world.owner)
     assert now_possible.status_code == 200
     assert (await api.roles(world.slug, world.newcomer))[world.owner.id] == "admin"
 
 
 async def test_change_unknown_member_is_404(client: httpx.AsyncClient, world: OrgWorld) -> None:
-    response = await client.patch(
-        members(world.slug, world.outsider.id),
-        json={"role": "member"},
-        headers=world.owner.headers,
-    )
+    response = await change_role(client, world, world.outsider, "member", by=world.owner)
     assert_problem(response, 404, "member_not_found")
 
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import httpx
 from fastapi import FastAPI
 
-from orgs.api import router
+from orgs.api import invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
-from orgs.service import OrgsService
-from orgs.users_directory import UsersDirectory
 from platform_common.app import create_service_app
 
 DESCRIPTION = """
@@ -34,18 +29,11 @@ def create_app(
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-
-    @contextlib.asynccontextmanager
-    async def resources(app: FastAPI) -> AsyncIterator[None]:
-        app.state.orgs_service = OrgsService(settings, UsersDirectory(app.state.http["users"]))
-        yield
-
     return create_service_app(
         settings,
         title="orgs",
         description=DESCRIPTION,
-        routers=[router],
+        routers=[router, members_router, invitations_router],
         peers={"users": settings.users_url},
-        resources=resources,
         transports=transports,
     )

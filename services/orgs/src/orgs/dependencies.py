@@ -1,11 +1,18 @@
-"""FastAPI dependencies of the orgs API, as `Annotated` aliases that validate and chain.
+"""FastAPI dependencies of the orgs API, as `Annotated` aliases, one per resource; they
+validate and chain.
 
 ```
+UsersClientDep         the call to users, over the app's ServiceClient for the "users" peer
+OrgsSettingsDep        the settings the app was built with
+OrganizationServiceDep / MemberServiceDep (+ users) / InvitationServiceDep (+ settings)
 CurrentUser (401 without a valid user token)
   -> get_org_access(slug)      404 `not_found` unless the caller is a member (or a
                                platform admin, who acts as an owner everywhere)
-     -> require_role(minimum)  403 `forbidden` when the caller's role is too low
+     -> require_role(minimum)  403 `forbidden` when the caller's role is too low:
+                               ViewerAccess, MemberAccess, AdminAccess, OwnerAccess
 ```
+
+Handlers take these; none reads `request.app.state` itself.
 """
 
 from __future__ import annotations
@@ -15,34 +22,61 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from orgs.clients.users import UsersClient
+from orgs.config import OrgsSettings
 from orgs.errors import NotAllowed
-from orgs.roles import Role
-from orgs.service import OrgAccess, OrgsService
+from orgs.roles import OrgRole
+from orgs.service import InvitationService, MemberService, OrgAccess, OrganizationService
 from platform_common.db import SessionDep
+from platform_common.http import ServiceClient
 from platform_common.security import CurrentUser
 
 
-def get_orgs_service(request: Request) -> OrgsService:
-    service: OrgsService = request.app.state.orgs_service
-    return service
+def get_users_client(request: Request) -> UsersClient:
+    client: ServiceClient = request.app.state.http["users"]
+    return UsersClient(client)
 
 
-OrgsServiceDep = Annotated[OrgsService, Depends(get_orgs_service)]
+UsersClientDep = Annotated[UsersClient, Depends(get_users_client)]
+
+
+def get_orgs_settings(request: Request) -> OrgsSettings:
+    settings: OrgsSettings = request.app.state.settings
+    return settings
+
+
+OrgsSettingsDep = Annotated[OrgsSettings, Depends(get_orgs_settings)]
+
+
+def get_organization_service(db: SessionDep) -> OrganizationService:
+    return OrganizationService(db)
+
+
+def get_member_service(db: SessionDep, users: UsersClientDep) -> MemberService:
+    return MemberService(db, users)
+
+
+def get_invitation_service(db: SessionDep, settings: OrgsSettingsDep) -> InvitationService:
+    return InvitationService(db, settings)
+
+
+OrganizationServiceDep = Annotated[OrganizationService, Depends(get_organization_service)]
+MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
+InvitationServiceDep = Annotated[InvitationService, Depends(get_invitation_service)]
 
 
 async def get_org_access(
     slug: Annotated[str, Path(description="The organization's slug")],
     principal: CurrentUser,
-    db: SessionDep,
-    orgs: OrgsServiceDep,
+    orgs: OrganizationServiceDep,
 ) -> OrgAccess:
-    return await orgs.resolve(db, principal, slug)
+    return await orgs.resolve(principal, slug)
 
 
 OrgAccessDep = Annotated[OrgAccess, Depends(get_org_access)]
 
 
-def require_role(minimum: Role) -> Callable[[OrgAccess], Awaitable[OrgAccess]]:
+def require_role(minimum: OrgRole) -> Callable[[OrgAccess], Awaitable[OrgAccess]]:
     """A dependency admitting members whose role is `minimum` or higher."""
 
     async def dependency(access: OrgAccessDep) -> OrgAccess:
@@ -53,7 +87,7 @@ def require_role(minimum: Role) -> Callable[[OrgAccess], Awaitable[OrgAccess]]:
     return dependency
 
 
-ViewerAccess = Annotated[OrgAccess, Depends(require_role(Role.VIEWER))]
-MemberAccess = Annotated[OrgAccess, Depends(require_role(Role.MEMBER))]
-AdminAccess = Annotated[OrgAccess, Depends(require_role(Role.ADMIN))]
-OwnerAccess = Annotated[OrgAccess, Depends(require_role(Role.OWNER))]
+ViewerAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.VIEWER))]
+MemberAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.MEMBER))]
+AdminAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.ADMIN))]
+OwnerAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.OWNER))]

@@ -14,74 +14,79 @@ Gone (410)          InvitationExpired `invitation_expired`, InvitationRevoked
 
 from __future__ import annotations
 
-from platform_common.errors import Conflict, Forbidden, Gone, NotFound
+from typing import Any, ClassVar
+
+from platform_common.errors import Conflict, Forbidden, Gone, NotFound, ProblemError
 
 
-class OrgNotFound(NotFound):
-    code = "not_found"
-    title = "Organization not found"
+class _Declared(ProblemError):
+    """Lets an error declare its code, title and default detail in its class line."""
 
-    def __init__(self, detail: str = "No such organization.") -> None:
-        super().__init__(detail)
+    _detail: ClassVar[str | None] = None
 
+    def __init_subclass__(
+        cls, *, code: str, title: str | None = None, detail: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code, cls.title, cls._detail = code, title, detail
 
-class MemberNotFound(NotFound):
-    code = "member_not_found"
-    title = "Member not found"
-
-
-class UserNotFound(NotFound):
-    code = "user_not_found"
-    title = "User not found"
+    @classmethod
+    def default_detail(cls) -> str:
+        return cls._detail or super().default_detail()
 
 
-class InvitationNotFound(NotFound):
-    code = "invitation_not_found"
-    title = "Invitation not found"
+class OrgNotFound(
+    NotFound,
+    _Declared,
+    code="not_found",
+    title="Organization not found",
+    detail="No such organization.",
+): ...
 
 
-class NotAllowed(Forbidden):
-    code = "forbidden"
+class MemberNotFound(NotFound, _Declared, code="member_not_found", title="Member not found"): ...
 
 
-class EmailMismatch(Forbidden):
-    code = "email_mismatch"
-    title = "Invitation is for another email address"
+class UserNotFound(NotFound, _Declared, code="user_not_found", title="User not found"): ...
 
 
-class SlugTaken(Conflict):
-    code = "slug_taken"
-    title = "Slug already taken"
+class InvitationNotFound(
+    NotFound, _Declared, code="invitation_not_found", title="Invitation not found"
+): ...
 
 
-class AlreadyMember(Conflict):
-    code = "already_member"
-    title = "Already a member"
+class NotAllowed(Forbidden, _Declared, code="forbidden"): ...
 
 
-class LastOwner(Conflict):
-    code = "last_owner"
-    title = "An organization needs an owner"
-
-    def __init__(self, detail: str = "The organization would be left without an owner.") -> None:
-        super().__init__(detail)
+class EmailMismatch(
+    Forbidden, _Declared, code="email_mismatch", title="Invitation is for another email address"
+): ...
 
 
-class InvitationAlreadyAccepted(Conflict):
-    code = "invitation_accepted"
-    title = "Invitation already accepted"
+class SlugTaken(Conflict, _Declared, code="slug_taken", title="Slug already taken"): ...
 
 
-class InvitationExpired(Gone):
-    code = "invitation_expired"
-    title = "Invitation expired"
+class AlreadyMember(Conflict, _Declared, code="already_member", title="Already a member"): ...
 
 
-class InvitationRevoked(Gone):
-    code = "invitation_revoked"
-    title = "Invitation revoked"
+class LastOwner(
+    Conflict,
+    _Declared,
+    code="last_owner",
+    title="An organization needs an owner",
+    detail="The organization would be left without an owner.",
+): ...
 
 
-class InvitationUsed(Gone):
-    code = "invitation_used"
-    title = "Invitation already used"
+class InvitationAlreadyAccepted(
+    Conflict, _Declared, code="invitation_accepted", title="Invitation already accepted"
+): ...
+
+
+class InvitationExpired(Gone, _Declared, code="invitation_expired", title="Invitation expired"): ...
+
+
+class InvitationRevoked(Gone, _Declared, code="invitation_revoked", title="Invitation revoked"): ...
+
+
+class InvitationUsed(Gone, _Declared, code="invitation_used", title="Invitation already used"): ...

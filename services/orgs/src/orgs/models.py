@@ -15,12 +15,12 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Uni
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orgs.roles import ROLE_VALUES
+from platform_common.clock import utcnow
 from platform_common.models import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
     Timestamps,
     UUIDPrimaryKey,
-    utcnow,
 )
 
 _ROLE_CHECK = "role IN ({})".format(", ".join(f"'{role}'" for role in ROLE_VALUES))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from orgs.roles import Role
+from orgs.roles import OrgRole
 from platform_common.text import NO_NUL
 
 SLUG_PATTERN = r"^[a-z0-9](-?[a-z0-9])*$"
@@ -44,7 +44,7 @@ class OrgRead(BaseModel):
     name: str
     slug: str
     created_at: datetime
-    role: Role | None = Field(
+    role: OrgRole | None = Field(
         description="The caller's role in the org; null for a platform admin who is not a member"
     )
 
@@ -55,11 +55,11 @@ class OrgDetail(OrgRead):
 
 class MemberCreate(BaseModel):
     user_id: uuid.UUID
-    role: Role = Role.MEMBER
+    role: OrgRole = OrgRole.MEMBER
 
 
 class MemberUpdate(BaseModel):
-    role: Role
+    role: OrgRole
 
 
 class MemberRead(BaseModel):
@@ -68,13 +68,13 @@ class MemberRead(BaseModel):
     user_id: uuid.UUID
     name: str | None = Field(description="From the users service; null if the user is gone")
     email: str | None = Field(description="From the users service; null if the user is gone")
-    role: Role
+    role: OrgRole
     joined_at: datetime
 
 
 class InvitationCreate(BaseModel):
     email: EmailStr = Field(max_length=320)
-    role: Role = Role.MEMBER
+    role: OrgRole = OrgRole.MEMBER
 
 
 class InvitationRead(BaseModel):
@@ -82,7 +82,7 @@ class InvitationRead(BaseModel):
 
     id: uuid.UUID
     email: str
-    role: Role
+    role: OrgRole
     created_at: datetime
     expires_at: datetime
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from platform_common.errors import DependencyUnavailable
 from platform_common.http import ServiceClient
@@ -22,23 +21,20 @@ LOOKUP_PATH = "/api/v1/users/lookup"
 MAX_LOOKUP_IDS = 100
 
 
-class _LookupItem(BaseModel):
+class UserProfile(BaseModel):
+    """A user as the lookup answers: its id, name and email."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: uuid.UUID
     name: str
     email: str
 
 
-_LOOKUP_ANSWER = TypeAdapter(list[_LookupItem])
+_LOOKUP_ANSWER = TypeAdapter(list[UserProfile])
 
 
-@dataclass(frozen=True)
-class UserProfile:
-    id: uuid.UUID
-    name: str
-    email: str
-
-
-class UsersDirectory:
+class UsersClient:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
 
@@ -56,7 +52,7 @@ class UsersDirectory:
                 f"The users service refused the lookup (HTTP {response.status_code})."
             )
         try:
-            items = _LOOKUP_ANSWER.validate_json(response.content)
+            profiles = _LOOKUP_ANSWER.validate_json(response.content)
         except ValidationError as exc:
             raise DependencyUnavailable("The users service gave an unexpected answer.") from exc
-        return {item.id: UserProfile(item.id, item.name, item.email) for item in items}
+        return {profile.id: profile for profile in profiles}

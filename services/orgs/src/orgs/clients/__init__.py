@@ -1,0 +1,1 @@
+"""orgs' calls to its peers, one module per peer service."""

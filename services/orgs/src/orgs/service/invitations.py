@@ -1,0 +1,116 @@
+"""Invitations: issuing one (its token shown once, only its hash stored), listing the
+pending ones, revoking, and accepting (single use: one conditional UPDATE claims it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgs.config import OrgsSettings
+from orgs.errors import (
+    AlreadyMember,
+    EmailMismatch,
+    InvitationAlreadyAccepted,
+    InvitationExpired,
+    InvitationNotFound,
+    InvitationRevoked,
+    InvitationUsed,
+)
+from orgs.models import Invitation, Membership
+from orgs.repository import InvitationRepository, MembershipRepository
+from orgs.roles import OrgRole, check_grant
+from orgs.service.members import MemberView
+from orgs.service.organizations import OrgAccess
+from platform_common.clock import utcnow
+from platform_common.opaque_tokens import hash_token, new_token
+from platform_common.pagination import PageParams
+from platform_common.security import Principal
+
+
+@dataclass(frozen=True)
+class InvitationIssued:
+    invitation: Invitation
+    token: str
+
+    def __getattr__(self, name: str) -> Any:
+        # The response model reads the invitation's own fields through this wrapper.
+        return getattr(self.invitation, name)
+
+
+class InvitationService:
+    def __init__(self, db: AsyncSession, settings: OrgsSettings) -> None:
+        self.invitations = InvitationRepository(db)
+        self.members = MembershipRepository(db)
+        self.settings = settings
+
+    async def invite(self, access: OrgAccess, email: str, role: OrgRole) -> InvitationIssued:
+        check_grant(access.effective_role, role)
+        token = new_token()
+        now = utcnow()
+        invitation = Invitation(
+            id=uuid.uuid4(),
+            org_id=access.org.id,
+            email=email.lower(),
+            role=role.value,
+            token_hash=token.hash,
+            invited_by=access.principal.user_id,
+            created_at=now,
+            expires_at=now + timedelta(days=self.settings.invitation_ttl_days),
+        )
+        await self.invitations.add(invitation)
+        return InvitationIssued(invitation, token.value)
+
+    async def list_pending(
+        self, access: OrgAccess, page: PageParams
+    ) -> tuple[list[Invitation], int]:
+        return await self.invitations.list_pending(
+            access.org.id, utcnow(), offset=page.offset, limit=page.limit
+        )
+
+    async def revoke(self, access: OrgAccess, invitation_id: uuid.UUID) -> None:
+        if await self.invitations.revoke(access.org.id, invitation_id, utcnow()):
+            return
+        invitation = await self.invitations.get_in_org(access.org.id, invitation_id)
+        if invitation is None:
+            raise InvitationNotFound
+        if invitation.accepted_at is not None:
+            raise InvitationAlreadyAccepted("The invitation has already been accepted.")
+        # Already revoked: revoking again changes nothing (idempotent 204).
+
+    async def accept(self, principal: Principal, token: str) -> MemberView:
+        invitation = await self.invitations.get_by_token_hash(hash_token(token))
+        if invitation is None:
+            raise InvitationNotFound
+        if (principal.email or "").lower() != invitation.email:
+            raise EmailMismatch("The invitation was sent to another email address.")
+        if not await self.invitations.claim(invitation.id, principal.user_id, utcnow()):
+            _raise_unusable(await self.invitations.get_in_org(invitation.org_id, invitation.id))
+        membership = Membership(
+            org_id=invitation.org_id, user_id=principal.user_id, role=invitation.role
+        )
+        # On failure the request rolls back, claim included: the invitation stays open.
+        if not await self.members.add(membership):
+            raise AlreadyMember("You are already a member of this organization.")
+        # The caller's own name and email come with its token: no call to users needed.
+        return MemberView(
+            principal.user_id,
+            principal.name,
+            principal.email,
+            OrgRole(membership.role),
+            membership.joined_at,
+        )
+
+
+def _raise_unusable(invitation: Invitation | None) -> NoReturn:
+    if invitation is None:
+        raise InvitationNotFound
+    if invitation.revoked_at is not None:
+        raise InvitationRevoked("The invitation has been revoked.")
+    if invitation.accepted_at is not None:
+        raise InvitationUsed("The invitation has already been used.")
+    raise InvitationExpired("The invitation has expired.")

@@ -1,0 +1,95 @@
+"""Organizations: resolving a slug for a caller, and creating, listing, renaming and deleting."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgs.errors import OrgNotFound, SlugTaken
+from orgs.models import Membership, Organization
+from orgs.repository import MembershipRepository, OrganizationRepository
+from orgs.roles import OrgRole
+from orgs.schemas import SLUG_PATTERN
+from platform_common.pagination import PageParams
+from platform_common.security import Principal
+
+SLUG_RE = re.compile(SLUG_PATTERN)
+
+
+@dataclass(frozen=True)
+class OrgAccess:
+    """An org resolved for a caller who may see it."""
+
+    org: Organization
+    role: OrgRole | None  # the caller's membership; None only for a platform admin
+    principal: Principal
+
+    @property
+    def effective_role(self) -> OrgRole:
+        if self.principal.is_admin:
+            return OrgRole.OWNER
+        assert self.role is not None
+        return self.role
+
+
+@dataclass(frozen=True)
+class OrgView:
+    id: uuid.UUID
+    name: str
+    slug: str
+    created_at: datetime
+    role: OrgRole | None
+    member_count: int | None = None
+
+    @classmethod
+    def of(
+        cls, org: Organization, role: OrgRole | None, member_count: int | None = None
+    ) -> OrgView:
+        return cls(org.id, org.name, org.slug, org.created_at, role, member_count)
+
+
+class OrganizationService:
+    def __init__(self, db: AsyncSession) -> None:
+        self.orgs = OrganizationRepository(db)
+        self.members = MembershipRepository(db)
+
+    async def create(self, principal: Principal, name: str, slug: str) -> OrgView:
+        org = Organization(id=uuid.uuid4(), name=name, slug=slug)
+        owner = Membership(user_id=principal.user_id, role=OrgRole.OWNER.value)
+        if not await self.orgs.add_with_owner(org, owner):
+            raise SlugTaken(f"The slug '{slug}' is already taken.")
+        return OrgView.of(org, OrgRole.OWNER)
+
+    async def list_for(self, principal: Principal, page: PageParams) -> tuple[list[OrgView], int]:
+        rows, total = await self.orgs.list_for_user(
+            principal.user_id, offset=page.offset, limit=page.limit
+        )
+        return [OrgView.of(org, OrgRole(role)) for org, role in rows], total
+
+    async def resolve(self, principal: Principal, slug: str) -> OrgAccess:
+        """The org and the caller's role in it; OrgNotFound unless the caller may see it."""
+        if not SLUG_RE.fullmatch(slug):
+            # No org has such a slug, and some (a NUL) PostgreSQL cannot even compare.
+            raise OrgNotFound
+        org = await self.orgs.get_by_slug(slug)
+        if org is None:
+            raise OrgNotFound
+        role = await self.members.role_of(org.id, principal.user_id)
+        if role is None and not principal.is_admin:
+            raise OrgNotFound  # non-members learn nothing, not even that the org exists
+        return OrgAccess(org, role, principal)
+
+    async def get(self, access: OrgAccess) -> OrgView:
+        count = await self.members.count_members(access.org.id)
+        return OrgView.of(access.org, access.role, count)
+
+    async def rename(self, access: OrgAccess, name: str) -> OrgView:
+        await self.orgs.rename(access.org, name)
+        return await self.get(access)
+
+    async def delete(self, access: OrgAccess) -> None:
+        await self.orgs.delete(access.org.id)
