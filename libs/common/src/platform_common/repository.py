@@ -43,7 +43,7 @@ class Repository(Generic[ModelT]):
         result = await self.session.scalars(statement)
         return result.all()
 
-    async def count(self, statement: Select[Any]) -> int:
+    async def count(self, statement: Select[*tuple[Any, ...]]) -> int:
         # ORDER BY is dropped: it changes nothing in a count and costs a sort.
         counted = select(func.count()).select_from(statement.order_by(None).subquery())
         result = await self.session.execute(counted)
@@ -60,11 +60,11 @@ class Repository(Generic[ModelT]):
         return list(result.all()), total
 
     async def paginate_rows(
-        self, statement: Select[Any], *, offset: int, limit: int
+        self, statement: Select[*tuple[Any, ...]], *, offset: int, limit: int
     ) -> tuple[list[Any], int]:
         """As `paginate`, for statements that select several columns: whole rows."""
         total = await self.count(statement)
         if total == 0 or offset >= total:
             return [], total
         result = await self.session.execute(statement.offset(offset).limit(limit))
-        return list(result.tuples().all()), total
+        return list(result.all()), total

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -81,8 +81,7 @@ class OrganizationRepository(_OrgsRepository[Organization]):
             .where(Membership.user_id == user_id)
             .order_by(Organization.slug)
         )
-        # The base types `paginate_rows` for one-column selects; this one has two.
-        return await self.paginate_rows(cast("Select[Any]", statement), offset=offset, limit=limit)
+        return await self.paginate_rows(statement, offset=offset, limit=limit)
 
 
 class MembershipRepository(_OrgsRepository[Membership]):
