@@ -7,6 +7,7 @@ import time
 import httpx
 from asgi_lifespan import LifespanManager
 
+from platform_common.state import platform_state
 from platform_testing import TokenFactory, assert_problem
 
 
@@ -127,7 +128,9 @@ async def test_a_failed_commit_is_never_answered_2xx(make_app, tokens: TokenFact
             transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
         ) as client,
     ):
-        app.state.sessionmaker = async_sessionmaker(app.state.engine, class_=FailingCommit)
+        platform_state(app).sessionmaker = async_sessionmaker(
+            platform_state(app).engine, class_=FailingCommit
+        )
         r = await client.post("/api/v1/demo/write")
         # The commit runs before the response is sent: its failure is the answer.
         assert_problem(r, 503, "dependency_unavailable")

@@ -23,6 +23,7 @@ from auth.config import AuthSettings
 from auth.migrate import MIGRATIONS
 from auth.models import Base
 from platform_common.opaque_tokens import hash_token
+from platform_common.state import platform_state
 from platform_testing import (  # noqa: F401
     Backends,
     Caller,
@@ -126,9 +127,9 @@ def app(session_client: httpx.AsyncClient) -> FastAPI:
 
 
 async def reset(app: FastAPI, backends: Backends, fake_users: FakeUsers) -> None:
-    await empty_tables(app.state.engine, Base.metadata)
+    await empty_tables(platform_state(app).engine, Base.metadata)
     await flush_redis(backends.redis_url)
-    app.state.revocations._cache.clear()
+    platform_state(app).revocations._cache.clear()
     fake_users.received.clear()
     fake_users.headers.clear()
     fake_users.fail = False
@@ -194,7 +195,7 @@ class AuthApi:
 
     async def admin(self) -> SignedIn:
         email = unique_email("admin")
-        async with self.app.state.sessionmaker() as db, db.begin():
+        async with platform_state(self.app).sessionmaker() as db, db.begin():
             await self.app.state.account_service.ensure_admin(db, email, PASSWORD)
         return await self.login(email)
 

@@ -7,11 +7,12 @@ import asyncio
 from sqlalchemy import select
 
 from auth.models import OutboxEvent
+from platform_common.state import platform_state
 from platform_testing import wait_for
 
 
 async def pending(app) -> list[OutboxEvent]:  # type: ignore[no-untyped-def]
-    async with app.state.sessionmaker() as db:
+    async with platform_state(app).sessionmaker() as db:
         rows = await db.execute(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None)))
         return list(rows.scalars().all())
 
@@ -23,7 +24,7 @@ async def test_events_are_delivered_with_a_service_token(client, api, app, fake_
     assert fake_users.received[0]["id"] == user["id"]
     assert fake_users.received[0]["email"] == user["email"]
     token = fake_users.headers[0]["authorization"].removeprefix("Bearer ")
-    principal = await app.state.verifier.verify(token)
+    principal = await platform_state(app).verifier.verify(token)
     assert principal.subject == "svc:auth" and "users:provision" in principal.scopes
     assert await pending(app) == []
 
@@ -37,7 +38,7 @@ async def test_registration_survives_users_being_down(client, api, app, fake_use
     assert event.next_attempt_at > event.created_at  # backed off
 
     fake_users.fail = False
-    async with app.state.sessionmaker() as db, db.begin():
+    async with platform_state(app).sessionmaker() as db, db.begin():
         stored = await db.get(OutboxEvent, event.id)
         assert stored is not None
         stored.next_attempt_at = stored.created_at  # skip the back-off wait

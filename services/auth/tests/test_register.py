@@ -9,13 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from auth.models import OutboxEvent, User
+from platform_common.state import platform_state
 from platform_testing import assert_problem
 
 URL = "/api/v1/auth/register"
 
 
 async def count_users(app) -> int:  # type: ignore[no-untyped-def]
-    async with app.state.sessionmaker() as db:
+    async with platform_state(app).sessionmaker() as db:
         return int((await db.execute(select(func.count()).select_from(User))).scalar_one())
 
 
@@ -30,7 +31,7 @@ async def test_register_creates_user(client: httpx.AsyncClient, app) -> None:  #
     assert body["role"] == "user"
     assert body["created_at"].endswith("Z")
     assert "password" not in str(body) and "hash" not in str(body)
-    async with app.state.sessionmaker() as db:
+    async with platform_state(app).sessionmaker() as db:
         stored = (await db.execute(select(User))).scalar_one()
         assert stored.password_hash.startswith("$argon2id$")
         events = (await db.execute(select(OutboxEvent))).scalars().all()

@@ -7,8 +7,8 @@ create_service_app(settings, routers, resources=...)
   routes:      /livez /readyz /metrics, the service's routers (each declares its prefix:
                /api/v1/<service>, internal ones /internal/v1/<service>),
                OpenAPI at /api/v1/<service>/openapi.json, docs at /api/v1/<service>/docs
-  app.state:   settings, engine, sessionmaker, redis, revocations, verifier, readiness,
-               http (peer ServiceClients), metrics registry
+  state:       one typed PlatformState (platform_common.state): settings, engine,
+               sessionmaker, redis, revocations, verifier, readiness, peers, metrics registry
   lifespan:    the service's own `resources` context (keys, background tasks) inside ours;
                readiness turns 503 as soon as shutdown starts; everything is closed on exit
 ```
@@ -29,7 +29,6 @@ from fastapi import APIRouter, FastAPI
 from platform_common.body_limit import BodySizeLimitMiddleware
 from platform_common.db import create_engine, create_sessionmaker
 from platform_common.errors import Problem, UnhandledErrorMiddleware, install_error_handlers
-from platform_common.health import Readiness
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
 from platform_common.observability import instrument_app, setup_logging
@@ -38,6 +37,7 @@ from platform_common.request_context import RequestContextMiddleware
 from platform_common.revocation import RevocationStore
 from platform_common.security import JWKSKeySource, KeySource, TokenVerifier
 from platform_common.settings import ServiceSettings
+from platform_common.state import PlatformState
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -89,7 +89,7 @@ def create_service_app(
         jwks_http = httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, transport=transports.get("jwks")
         )
-        app.state.http = {
+        state.peers = {
             name: ServiceClient(
                 name,
                 url,
@@ -101,18 +101,18 @@ def create_service_app(
         try:
             if resources is not None:
                 async with resources(app):
-                    app.state.verifier = _verifier(app, jwks_http)
+                    state.verifier = _verifier(app, jwks_http)
                     yield
             else:
-                app.state.verifier = _verifier(app, jwks_http)
+                state.verifier = _verifier(app, jwks_http)
                 yield
         finally:
-            app.state.readiness.draining = True
-            for client in app.state.http.values():
+            state.readiness.draining = True
+            for client in state.peers.values():
                 await client.aclose()
             await jwks_http.aclose()
-            await app.state.redis.aclose()
-            await app.state.engine.dispose()
+            await state.redis.aclose()
+            await state.engine.dispose()
 
     def _verifier(app: FastAPI, jwks_http: httpx.AsyncClient) -> TokenVerifier:
         keys = (
@@ -130,7 +130,7 @@ def create_service_app(
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             algorithms=settings.jwt_algorithms,
-            revocations=app.state.revocations,
+            revocations=state.revocations,
         )
 
     app = FastAPI(
@@ -144,12 +144,16 @@ def create_service_app(
         swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
         responses=ERROR_RESPONSES,
     )
-    app.state.settings = settings
-    app.state.engine = create_engine(settings, database_url)
-    app.state.sessionmaker = create_sessionmaker(app.state.engine)
-    app.state.redis = create_redis(settings, redis_url)
-    app.state.revocations = RevocationStore(app.state.redis, settings.revocation_cache_seconds)
-    app.state.readiness = Readiness()
+    engine = create_engine(settings, database_url)
+    redis = create_redis(settings, redis_url)
+    state = PlatformState(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        redis=redis,
+        revocations=RevocationStore(redis, settings.revocation_cache_seconds),
+    )
+    app.state.platform = state
 
     install_error_handlers(app)
     app.include_router(health_router)
@@ -158,7 +162,7 @@ def create_service_app(
     for router in (*routers, *internal_routers):
         app.include_router(router)
     _declare_body_errors(app)
-    app.state.metrics_registry = instrument_app(app, settings)
+    state.metrics_registry = instrument_app(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnhandledErrorMiddleware)

@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 
 from platform_common.errors import ProblemError
 from platform_common.settings import ServiceSettings
+from platform_common.state import platform_state
 
 
 def create_engine(settings: ServiceSettings, url: str | None = None) -> AsyncEngine:
@@ -50,7 +51,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request, committed or rolled back at the edge."""
-    sessionmaker: async_sessionmaker[AsyncSession] = connection.app.state.sessionmaker
+    sessionmaker = platform_state(connection.app).sessionmaker
     async with sessionmaker() as session:
         try:
             yield session

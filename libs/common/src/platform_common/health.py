@@ -8,7 +8,6 @@ that load balancers stop sending traffic while in-flight requests finish.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,14 +15,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from platform_common.errors import problem_response
+from platform_common.state import platform_state
 
 CHECK_TIMEOUT_SECONDS = 1.0
-
-
-@dataclass
-class Readiness:
-    draining: bool = False
-    extra_checks: dict[str, Any] = field(default_factory=dict)
 
 
 router = APIRouter(include_in_schema=False)
@@ -35,12 +29,12 @@ async def livez() -> dict[str, str]:
 
 
 async def _check_database(request: Request) -> None:
-    async with request.app.state.engine.connect() as conn:
+    async with platform_state(request.app).engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
 
 async def _check_redis(request: Request) -> None:
-    await request.app.state.redis.ping()
+    await platform_state(request.app).redis.ping()
 
 
 async def _run(check: Any, request: Request) -> str:
@@ -54,7 +48,7 @@ async def _run(check: Any, request: Request) -> str:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Any:
-    readiness: Readiness = request.app.state.readiness
+    readiness = platform_state(request.app).readiness
     if readiness.draining:
         return problem_response(
             request,

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from platform_common.errors import DependencyUnavailable, Forbidden, Unauthorized
 from platform_common.revocation import RevocationStore
+from platform_common.state import platform_state
 
 SERVICE_SUBJECT_PREFIX = "svc:"
 
@@ -267,7 +268,8 @@ async def get_principal(
 ) -> Principal:
     if not token:
         raise NotAuthenticated
-    verifier: TokenVerifier = request.app.state.verifier
+    verifier = platform_state(request.app).verifier
+    assert verifier is not None, "the app's lifespan has not started"
     principal = await verifier.verify(token)
     request.state.principal = principal
     return principal

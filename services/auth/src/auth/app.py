@@ -23,6 +23,7 @@ from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
 from platform_common.security import StaticKeySource
+from platform_common.state import platform_state
 
 DESCRIPTION = """
 Registration, login, access and refresh tokens, sessions and revocation.
@@ -53,6 +54,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
+        platform = platform_state(app)
         app.state.keyring = keyring
         app.state.issuer = issuer
         sessions = SessionService(
@@ -60,21 +62,21 @@ def create_app(
             hasher=hasher,
             issuer=issuer,
             throttle=LoginThrottle(
-                app.state.redis,
+                platform.redis,
                 max_failures_per_account=settings.login_max_failures_per_account,
                 account_window_seconds=settings.login_account_window_seconds,
                 max_attempts_per_ip=settings.login_max_attempts_per_ip,
                 ip_window_seconds=settings.login_ip_window_seconds,
             ),
-            revocations=app.state.revocations,
-            registry=app.state.metrics_registry,
+            revocations=platform.revocations,
+            registry=platform.metrics_registry,
         )
         app.state.session_service = sessions
         app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
         app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
         app.state.outbox = OutboxRelay(
-            app.state.sessionmaker,
-            UsersClient(app.state.http["users"], issuer),
+            platform.sessionmaker,
+            UsersClient(platform.peer("users"), issuer),
             poll_seconds=settings.outbox_poll_seconds,
         )
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None

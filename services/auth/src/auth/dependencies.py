@@ -15,6 +15,7 @@ from auth.oauth2 import client_secret_basic
 from auth.outbox import OutboxRelay
 from auth.schemas import TokenRequest
 from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
+from platform_common.state import platform_state
 
 
 def _app_state(name: str) -> Callable[[Request], Any]:
@@ -33,7 +34,13 @@ def get_client_info(request: Request) -> ClientInfo:
     )
 
 
-SettingsDep = Annotated[AuthSettings, Depends(_app_state("settings"))]
+def get_settings(request: Request) -> AuthSettings:
+    settings = platform_state(request.app).settings
+    assert isinstance(settings, AuthSettings)
+    return settings
+
+
+SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(_app_state("keyring"))]
 OutboxDep = Annotated[OutboxRelay, Depends(_app_state("outbox"))]
 SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_service"))]

@@ -13,6 +13,7 @@ from pathlib import Path
 from auth.config import AuthSettings, get_settings
 from platform_common import migrations
 from platform_common.observability import setup_logging
+from platform_common.state import platform_state
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger("auth.migrate")
@@ -23,7 +24,11 @@ async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
     from auth.app import create_app
 
     app = create_app(settings, run_outbox=False)
-    async with app.router.lifespan_context(app), app.state.sessionmaker() as db, db.begin():
+    async with (
+        app.router.lifespan_context(app),
+        platform_state(app).sessionmaker() as db,
+        db.begin(),
+    ):
         _, created = await app.state.account_service.ensure_admin(db, email, password)
     return bool(created)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path
 
 from orgs.clients.users import UsersClient
 from orgs.config import OrgsSettings
@@ -28,20 +28,20 @@ from orgs.errors import NotAllowed
 from orgs.roles import OrgRole
 from orgs.service import InvitationService, MemberService, OrgAccess, OrganizationService
 from platform_common.db import SessionDep
-from platform_common.http import ServiceClient
 from platform_common.security import CurrentUser
+from platform_common.state import PlatformStateDep
 
 
-def get_users_client(request: Request) -> UsersClient:
-    client: ServiceClient = request.app.state.http["users"]
-    return UsersClient(client)
+def get_users_client(platform: PlatformStateDep) -> UsersClient:
+    return UsersClient(platform.peer("users"))
 
 
 UsersClientDep = Annotated[UsersClient, Depends(get_users_client)]
 
 
-def get_orgs_settings(request: Request) -> OrgsSettings:
-    settings: OrgsSettings = request.app.state.settings
+def get_orgs_settings(platform: PlatformStateDep) -> OrgsSettings:
+    settings = platform.settings
+    assert isinstance(settings, OrgsSettings)
     return settings
 
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from platform_common.http import ServiceClient
 from platform_common.security import Principal, require_scope
+from platform_common.state import PlatformStateDep
 from users.clients.orgs import OrgsClient
 from users.service import UsersService
 
 PROVISION_SCOPE = "users:provision"
 
 
-def get_orgs_client(request: Request) -> OrgsClient:
-    client: ServiceClient = request.app.state.http["orgs"]
-    return OrgsClient(client)
+def get_orgs_client(platform: PlatformStateDep) -> OrgsClient:
+    return OrgsClient(platform.peer("orgs"))
 
 
 OrgsClientDep = Annotated[OrgsClient, Depends(get_orgs_client)]
