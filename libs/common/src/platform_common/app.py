@@ -2,8 +2,9 @@
 
 ```
 create_service_app(settings, routers, resources=...)
-  middleware:  RequestContext (X-Request-ID, caller's Authorization) -> BodySizeLimit (413)
-  handlers:    problem+json for ProblemError, validation, HTTP errors, dependency failures
+  middleware:  Edge (X-Request-ID, caller's Authorization, 413, last-resort 500, access log)
+  handlers:    problem+json for ProblemError, validation, HTTP errors, dependency failures,
+               then the service's own `exception_handlers`
   routes:      /livez /readyz /metrics, the service's routers (each declares its prefix:
                /api/v1/<service>, internal ones /internal/v1/<service>),
                OpenAPI at /api/v1/<service>/openapi.json, docs at /api/v1/<service>/docs
@@ -19,21 +20,21 @@ replace with `httpx.MockTransport` via `transports={"jwks": ..., "<peer>": ...}`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
 
-from platform_common.body_limit import BodySizeLimitMiddleware
 from platform_common.db import create_engine, create_sessionmaker
-from platform_common.errors import Problem, UnhandledErrorMiddleware, install_error_handlers
+from platform_common.edge import EdgeMiddleware
+from platform_common.error_handlers import ExceptionHandler, install_error_handlers
+from platform_common.errors import Problem
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
 from platform_common.observability import instrument_app, setup_logging
 from platform_common.redis import create_redis
-from platform_common.request_context import RequestContextMiddleware
 from platform_common.revocation import RevocationStore
 from platform_common.security import JWKSKeySource, KeySource, TokenVerifier
 from platform_common.settings import ServiceSettings
@@ -74,6 +75,7 @@ def create_service_app(
     resources: Resources | None = None,
     key_source: Callable[[FastAPI], KeySource] | None = None,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    exception_handlers: Mapping[type[Exception], ExceptionHandler] | None = None,
     version: str = "1.0.0",
 ) -> FastAPI:
     """Build a service. `peers` maps a peer's name to its base URL."""
@@ -155,7 +157,7 @@ def create_service_app(
     )
     app.state.platform = state
 
-    install_error_handlers(app)
+    install_error_handlers(app, exception_handlers)
     app.include_router(health_router)
     # Each router declares its own prefix (/api/v1/<service>, or /internal/v1/<service> for
     # service-to-service endpoints, which the ingress never routes).
@@ -164,9 +166,7 @@ def create_service_app(
     _declare_body_errors(app)
     state.metrics_registry = instrument_app(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,8 +21,11 @@ from auth.service import AccountService, ClientCredentials, SessionService
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
+from platform_common.error_handlers import http_exception_handler
 from platform_common.security import StaticKeySource
 from platform_common.state import platform_state
+
+TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 DESCRIPTION = """
 Registration, login, access and refresh tokens, sessions and revocation.
@@ -98,24 +100,18 @@ def create_app(
         # auth verifies its own tokens with the keys it holds: no HTTP call to itself.
         key_source=lambda app: StaticKeySource(keyring.jwks()["keys"]),
         transports=transports,
+        exception_handlers={StarletteHTTPException: oauth_body_errors},
     )
     # Keys are loaded before start-up so that /jwks.json works as soon as the app exists.
     app.state.keyring = keyring
-    _oauth_body_errors(app, f"/api/v1/{settings.service_name}/token")
     return app
 
 
-def _oauth_body_errors(app: FastAPI, token_path: str) -> None:
+async def oauth_body_errors(request: Request, exc: Exception) -> Response:
     """A token request whose form cannot be parsed (a multipart body without a boundary) is
     refused by FastAPI before the endpoint runs; OAuth2 clients still get RFC 6749's
     `invalid_request`. Every other HTTP error keeps the common problem+json handler."""
-    problem = app.exception_handlers[StarletteHTTPException]
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 400 and request.url.path == token_path:
-            return oauth_error(400, "invalid_request", str(exc.detail))
-        response = problem(request, exc)
-        return await response if inspect.isawaitable(response) else response
-
-    app.add_exception_handler(StarletteHTTPException, on_http)
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and request.url.path == TOKEN_PATH:
+        return oauth_error(400, "invalid_request", str(exc.detail))
+    return await http_exception_handler(request, exc)

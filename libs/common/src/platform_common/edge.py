@@ -1,0 +1,134 @@
+"""The one pure-ASGI layer every request passes first (outermost in the app).
+
+```
+EdgeMiddleware
+  request id        X-Request-ID echoed when sane, else generated; set on every response
+  caller context    the Authorization header, for calls to other services (http.py)
+  body limit        413 up front on Content-Length, or mid-stream for chunked bodies
+  last resort       anything no exception handler took: logged, answered as a bare 500
+  access log        one line per request, with its id, path parameters as `{name}`
+```
+
+One layer instead of four: each ASGI layer wraps `send`/`receive` and costs a little on every
+request, and these all need the same facts (has the response started, its status). Pure ASGI,
+not BaseHTTPMiddleware, which would break streaming and context variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from platform_common.errors import send_problem
+from platform_common.request_context import (
+    REQUEST_ID_HEADER,
+    bind_request,
+    is_safe_request_id,
+    loggable_path,
+    unbind_request,
+)
+
+logger = logging.getLogger("platform_common.errors")
+access_logger = logging.getLogger("platform_common.access")
+_NOT_LOGGED = frozenset({"/livez", "/readyz", "/metrics"})
+_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
+
+
+class BodyTooLarge(HTTPException):
+    """Raised mid-stream. An HTTPException because FastAPI turns any other exception raised
+    while it reads a body into a 400; this one reaches the problem+json handler as a 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"The request body exceeds {max_bytes} bytes.")
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = authorization = None
+        declared = 0
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = int(value) if value.isdigit() else 0
+        request_id = incoming if incoming and is_safe_request_id(incoming) else uuid.uuid4().hex
+        tokens = bind_request(request_id, authorization)
+        started_at = time.perf_counter()
+        status = 500  # what the client gets if nothing starts a response
+        response_started = False
+        id_header = (_ID_HEADER, request_id.encode("latin-1"))
+
+        async def edge_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        try:
+            if declared > limit:
+                await self._too_large(scope, edge_send)
+            else:
+                await self.app(scope, counting_receive, edge_send)
+        except BodyTooLarge:
+            if not response_started:
+                await self._too_large(scope, edge_send)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope["method"], loggable_path(scope))
+            if response_started:
+                raise
+            await send_problem(
+                scope,
+                edge_send,
+                status=500,
+                code="internal_error",
+                title="Internal Server Error",
+                detail="An unexpected error occurred.",
+            )
+        finally:
+            if scope["path"] not in _NOT_LOGGED:
+                access_logger.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    loggable_path(scope),
+                    status,
+                    (time.perf_counter() - started_at) * 1000,
+                )
+            unbind_request(tokens)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        await send_problem(
+            scope,
+            send,
+            status=413,
+            code="payload_too_large",
+            title="Content Too Large",
+            detail=f"The request body exceeds {self.max_body_bytes} bytes.",
+            headers=[(b"connection", b"close")],
+        )
