@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from platform_common.errors import DependencyUnavailable
 from platform_common.revocation import RevocationStore
-from platform_common.security import InvalidToken, JWKSKeySource, TokenVerifier
+from platform_common.verification import InvalidToken, JWKSKeySource, TokenVerifier
 from platform_testing import TokenFactory, assert_problem
 
 from .conftest import AUDIENCE, ISSUER

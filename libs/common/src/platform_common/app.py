@@ -36,9 +36,9 @@ from platform_common.http import ServiceClient
 from platform_common.observability import instrument_app, setup_logging
 from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
-from platform_common.security import JWKSKeySource, KeySource, TokenVerifier
 from platform_common.settings import ServiceSettings
 from platform_common.state import PlatformState
+from platform_common.verification import JWKSKeySource, KeySource, TokenVerifier
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

@@ -1,46 +1,51 @@
-"""Access-token verification, shared by every service.
+"""The FastAPI side of authentication: who is calling, as dependencies.
 
 ```
-Authorization: Bearer <jwt>
-  -> header: alg must be one of the configured asymmetric algorithms, kid required
-  -> key:    KeySource.get_key(kid)  (JWKS over HTTP, cached; refetched when a kid is new)
-  -> claims: signature, exp, iat, iss, aud, sub, jti checked by python-jose with explicit
-             algorithms
-  -> sid:    RevocationStore.is_revoked(sid) (Redis, ~1 s local cache)
-  -> Principal
+get_principal       Bearer token -> TokenVerifier (platform_common.verification) -> Principal
+CurrentPrincipal    any verified caller, user or service
+CurrentUser         users only (403 for services)
+RequireAdmin        platform administrators only
+require_scope(s)    service tokens carrying scope `s`
 ```
-
-users and orgs verify locally with `JWKSKeySource`; auth verifies its own tokens with the
-keys it holds. Any failure is a 401 with `WWW-Authenticate: Bearer`; only an unreachable
-JWKS or Redis is a 503, because then the token may well be valid.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from jose import jwk, jwt
-from jose.backends.base import Key
-from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
-from redis.exceptions import RedisError
 
-from platform_common.errors import DependencyUnavailable, Forbidden, Unauthorized
-from platform_common.revocation import RevocationStore
+from platform_common.errors import Forbidden, Unauthorized
 from platform_common.state import platform_state
+from platform_common.verification import (
+    SERVICE_SUBJECT_PREFIX,
+    InvalidToken,
+    JWKSKeySource,
+    KeySource,
+    Principal,
+    StaticKeySource,
+    TokenVerifier,
+)
 
-SERVICE_SUBJECT_PREFIX = "svc:"
-
-
-class InvalidToken(Unauthorized):
-    code = "invalid_token"
+__all__ = [
+    "SERVICE_SUBJECT_PREFIX",
+    "CurrentPrincipal",
+    "CurrentUser",
+    "InsufficientScope",
+    "InvalidToken",
+    "JWKSKeySource",
+    "KeySource",
+    "NotAuthenticated",
+    "Principal",
+    "RequireAdmin",
+    "StaticKeySource",
+    "TokenVerifier",
+    "get_principal",
+    "require_admin",
+    "require_scope",
+]
 
 
 class NotAuthenticated(Unauthorized):
@@ -53,207 +58,6 @@ class NotAuthenticated(Unauthorized):
 
 class InsufficientScope(Forbidden):
     code = "insufficient_scope"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a user (with a session) or a service."""
-
-    subject: str
-    role: str
-    token_id: str
-    session_id: str | None = None
-    scopes: frozenset[str] = field(default_factory=frozenset)
-    email: str | None = None
-    name: str | None = None
-
-    @property
-    def is_service(self) -> bool:
-        return self.subject.startswith(SERVICE_SUBJECT_PREFIX)
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin" and not self.is_service
-
-    @property
-    def user_id(self) -> uuid.UUID:
-        return uuid.UUID(self.subject)
-
-
-class KeySource(Protocol):
-    async def get_key(self, kid: str) -> dict[str, Any] | None: ...
-
-
-class StaticKeySource:
-    """Keys held in memory (auth verifying its own tokens, and tests)."""
-
-    def __init__(self, keys: list[dict[str, Any]]) -> None:
-        self.keys = {k["kid"]: k for k in keys}
-
-    async def get_key(self, kid: str) -> dict[str, Any] | None:
-        return self.keys.get(kid)
-
-
-class JWKSKeySource:
-    """The issuer's JWKS, fetched over HTTP and cached.
-
-    Refetched when the cache is older than `cache_seconds`, or at once when a token names a
-    `kid` it has not seen (a key rotation), but never more often than
-    `min_refresh_interval` so that tokens with random kids cannot turn into a flood of
-    requests to auth. A failed fetch keeps serving the keys it has.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        *,
-        cache_seconds: float = 300.0,
-        min_refresh_interval: float = 1.0,
-    ) -> None:
-        self.url = url
-        self.client = client
-        self.cache_seconds = cache_seconds
-        self.min_refresh_interval = min_refresh_interval
-        self._keys: dict[str, dict[str, Any]] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def get_key(self, kid: str) -> dict[str, Any] | None:
-        now = time.monotonic()
-        stale = now - self._fetched_at > self.cache_seconds
-        if stale or (kid not in self._keys and now - self._fetched_at > self.min_refresh_interval):
-            await self._refresh()
-        return self._keys.get(kid)
-
-    async def _refresh(self) -> None:
-        async with self._lock:
-            fetched_at = self._fetched_at
-            if time.monotonic() - fetched_at < self.min_refresh_interval:
-                return  # another request refreshed while we waited
-            try:
-                response = await self.client.get(self.url)
-                response.raise_for_status()
-                keys = {k["kid"]: k for k in response.json()["keys"] if "kid" in k}
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                self._fetched_at = time.monotonic()
-                if not self._keys:
-                    raise DependencyUnavailable("The token issuer's keys are unavailable.") from exc
-                return
-            self._keys = keys
-            self._fetched_at = time.monotonic()
-
-
-class TokenVerifier:
-    def __init__(
-        self,
-        keys: KeySource,
-        *,
-        issuer: str,
-        audience: str,
-        algorithms: list[str],
-        revocations: RevocationStore | None,
-        leeway_seconds: int = 5,
-    ) -> None:
-        self.keys = keys
-        self.issuer = issuer
-        self.audience = audience
-        self.algorithms = list(algorithms)
-        self.revocations = revocations
-        self.leeway_seconds = leeway_seconds
-        # Parsing a JWK into a key object costs more than verifying a signature with it.
-        self._constructed: dict[tuple[str, str], tuple[dict[str, Any], Key]] = {}
-
-    def _key_object(self, kid: str, alg: str, key: dict[str, Any]) -> Key:
-        # The key source hands out the same dict until its JWKS is refetched; a new dict (a
-        # refetch, possibly with new material under the same kid) is parsed again.
-        cached = self._constructed.get((kid, alg))
-        if cached is not None and cached[0] is key:
-            return cached[1]
-        if len(self._constructed) > 64:
-            self._constructed.clear()
-        constructed = jwk.construct(key, alg)
-        self._constructed[(kid, alg)] = (key, constructed)
-        return constructed
-
-    async def verify(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except JOSEError as exc:
-            raise InvalidToken("The access token is malformed.") from exc
-        alg = header.get("alg")
-        kid = header.get("kid")
-        if alg not in self.algorithms:
-            raise InvalidToken("The access token's algorithm is not accepted.")
-        if not isinstance(kid, str) or not kid:
-            raise InvalidToken("The access token names no signing key.")
-        key = await self.keys.get_key(kid)
-        if key is None:
-            raise InvalidToken("The access token is signed by an unknown key.")
-        if key.get("alg") not in (None, alg):
-            raise InvalidToken("The access token's algorithm does not match its key.")
-        try:
-            key_object = self._key_object(kid, alg, key)
-        except JOSEError as exc:
-            raise InvalidToken("The access token's signing key is not usable.") from exc
-        try:
-            claims = jwt.decode(
-                token,
-                key_object,
-                algorithms=[alg],
-                audience=self.audience,
-                issuer=self.issuer,
-                options={
-                    "require_exp": True,
-                    "require_iat": True,
-                    "require_sub": True,
-                    "require_jti": True,
-                    "require_aud": True,
-                    "require_iss": True,
-                    "leeway": self.leeway_seconds,
-                },
-            )
-        except ExpiredSignatureError as exc:
-            raise InvalidToken("The access token has expired.") from exc
-        except JWTClaimsError as exc:
-            raise InvalidToken("The access token's claims are not valid here.") from exc
-        except JOSEError as exc:
-            raise InvalidToken("The access token's signature is not valid.") from exc
-
-        principal = _principal_from_claims(claims)
-        if principal.session_id and self.revocations is not None:
-            try:
-                revoked = await self.revocations.is_revoked(principal.session_id)
-            except RedisError as exc:
-                raise DependencyUnavailable("Token revocation state is unavailable.") from exc
-            if revoked:
-                raise InvalidToken("The session of this access token has ended.")
-        return principal
-
-
-def _principal_from_claims(claims: dict[str, Any]) -> Principal:
-    subject = str(claims["sub"])
-    role = claims.get("role")
-    sid = claims.get("sid")
-    if subject.startswith(SERVICE_SUBJECT_PREFIX):
-        role = "service"
-    else:
-        try:
-            uuid.UUID(subject)
-        except ValueError as exc:
-            raise InvalidToken("The access token's subject is not valid.") from exc
-        if role not in ("user", "admin") or not isinstance(sid, str):
-            raise InvalidToken("The access token lacks its role or session.")
-    scope = claims.get("scope", "")
-    return Principal(
-        subject=subject,
-        role=str(role),
-        token_id=str(claims["jti"]),
-        session_id=sid if isinstance(sid, str) else None,
-        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
-        email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-        name=claims.get("name") if isinstance(claims.get("name"), str) else None,
-    )
 
 
 # The Swagger UI's "Authorize" button logs in through auth's OAuth2 token endpoint; the path

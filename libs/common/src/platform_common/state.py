@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from platform_common.http import ServiceClient
-    from platform_common.security import TokenVerifier
+    from platform_common.verification import TokenVerifier
 
 
 @dataclass
