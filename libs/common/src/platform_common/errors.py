@@ -39,12 +39,35 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 class ProblemError(Exception):
+    """Subclasses declare what they are in their class line:
+    `class SlugTaken(Conflict, code="slug_taken", title="Slug already taken"): ...`"""
+
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str | None] = None
+    declared_detail: ClassVar[str | None] = None
     # Most errors undo the request's writes. A few are the outcome of a write that must
     # stand (a refresh-token reuse ends the session, then answers 401): they set this.
     commit_changes: ClassVar[bool] = False
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
+        if title is not None:
+            cls.title = title
+        if detail is not None:
+            cls.declared_detail = detail
 
     def __init__(
         self,
@@ -60,63 +83,44 @@ class ProblemError(Exception):
 
     @classmethod
     def default_detail(cls) -> str:
-        return cls.title or HTTPStatus(cls.status).phrase
+        return cls.declared_detail or cls.title or HTTPStatus(cls.status).phrase
 
 
-class BadRequest(ProblemError):
-    status = 400
-    code = "bad_request"
+class BadRequest(ProblemError, status=400, code="bad_request"): ...
 
 
-class Unauthorized(ProblemError):
-    status = 401
-    code = "unauthorized"
-
+class Unauthorized(ProblemError, status=401, code="unauthorized"):
     def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
         self.headers.setdefault("WWW-Authenticate", 'Bearer error="invalid_token"')
 
 
-class Forbidden(ProblemError):
-    status = 403
-    code = "forbidden"
+class Forbidden(ProblemError, status=403, code="forbidden"): ...
 
 
-class NotFound(ProblemError):
-    status = 404
-    code = "not_found"
+class NotFound(ProblemError, status=404, code="not_found"): ...
 
 
-class Conflict(ProblemError):
-    status = 409
-    code = "conflict"
+class Conflict(ProblemError, status=409, code="conflict"): ...
 
 
-class Gone(ProblemError):
-    status = 410
-    code = "gone"
+class Gone(ProblemError, status=410, code="gone"): ...
 
 
-class RateLimited(ProblemError):
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
-
+class RateLimited(ProblemError, status=429, code="rate_limited", title="Too many requests"):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = max(1, int(retry_after))
 
 
-class DependencyUnavailable(ProblemError):
-    status = 503
-    code = "dependency_unavailable"
-    title = "A dependency is unavailable"
+class DependencyUnavailable(
+    ProblemError, status=503, code="dependency_unavailable", title="A dependency is unavailable"
+): ...
 
 
-class DependencyTimeout(ProblemError):
-    status = 504
-    code = "dependency_timeout"
-    title = "A dependency did not answer in time"
+class DependencyTimeout(
+    ProblemError, status=504, code="dependency_timeout", title="A dependency did not answer in time"
+): ...
 
 
 class FieldError(BaseModel):

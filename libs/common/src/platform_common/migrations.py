@@ -8,6 +8,7 @@ inside an async engine (asyncpg), on PostgreSQL only.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from platform_common.observability import setup_logging
+from platform_common.settings import ServiceSettings
+
+logger = logging.getLogger("platform_common.migrations")
 
 
 def alembic_config(script_location: Path, url: str) -> Config:
@@ -58,6 +64,15 @@ def run_env(metadata: MetaData, default_url: Callable[[], str]) -> None:
 def upgrade(script_location: Path, url: str, revision: str = "head") -> None:
     """Run from synchronous code (the `<svc>-migrate` command)."""
     command.upgrade(alembic_config(script_location, url), revision)
+
+
+def migrate_service(settings: ServiceSettings, script_location: Path) -> None:
+    """The body of every `<svc>-migrate` command: the service's database to the latest
+    revision. Runs as its own step (a Kubernetes Job, `make up`), never at app start-up;
+    idempotent."""
+    setup_logging(settings)
+    upgrade(script_location, settings.resolved_database_url())
+    logger.info("%s database is at the latest revision", settings.service_name)
 
 
 async def run_on_connection(

@@ -53,11 +53,8 @@ class Repository(Generic[ModelT]):
         self, statement: Select[RowT], *, offset: int, limit: int
     ) -> tuple[list[RowT], int]:
         """One page of what `statement` selects (give it its ORDER BY), and the total."""
-        total = await self.count(statement)
-        if total == 0 or offset >= total:
-            return [], total
-        result = await self.session.scalars(statement.offset(offset).limit(limit))
-        return list(result.all()), total
+        rows, total = await self.paginate_rows(statement, offset=offset, limit=limit)
+        return [row[0] for row in rows], total
 
     async def paginate_rows(
         self, statement: Select[*tuple[Any, ...]], *, offset: int, limit: int

@@ -88,20 +88,19 @@ class ServiceSettings(BaseSettings):
         prefix = str(self.model_config.get("env_prefix") or "")
         return f"{prefix}{field}".upper()
 
+    def _required(self, field: str, started_by_make_up: str) -> str:
+        value: str | None = getattr(self, field)
+        if value:
+            return value
+        raise ConfigurationError(
+            f"{self.service_name}: {self.env_name(field)} is not set "
+            f"(`make up` starts {started_by_make_up} and sets it)"
+        )
+
     def resolved_database_url(self) -> str:
         """The database URL; a clear error when it is missing (nothing is started here)."""
-        if self.database_url:
-            return self.database_url
-        raise ConfigurationError(
-            f"{self.service_name}: {self.env_name('database_url')} is not set "
-            "(`make up` starts an embedded PostgreSQL and sets it)"
-        )
+        return self._required("database_url", "an embedded PostgreSQL")
 
     def resolved_redis_url(self) -> str:
         """The Redis URL; a clear error when it is missing (nothing is started here)."""
-        if self.redis_url:
-            return self.redis_url
-        raise ConfigurationError(
-            f"{self.service_name}: {self.env_name('redis_url')} is not set "
-            "(`make up` starts an embedded Redis and sets it)"
-        )
+        return self._required("redis_url", "an embedded Redis")

@@ -69,43 +69,19 @@ def database_url(data_dir: Path, database: str) -> str:
     return f"postgresql+asyncpg://postgres@/{database}?host={host}"
 
 
+def _psql(data_dir: Path, *args: str) -> str:
+    """Run the wheel's own psql against the server's `postgres` database."""
+    host = str(socket_dir(data_dir.resolve()))
+    command = [_binary("psql"), "-h", host, "-U", "postgres", "-d", "postgres", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout  # noqa: S603
+
+
 def ensure_databases(data_dir: Path, names: list[str]) -> dict[str, str]:
     """Create the databases that do not exist yet; each one's URL by name."""
-    psql = _binary("psql")
-    host = str(socket_dir(data_dir.resolve()))
-    existing = subprocess.run(  # noqa: S603 - the wheel's own psql
-        [
-            psql,
-            "-h",
-            host,
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-Atc",
-            "SELECT datname FROM pg_database",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    existing = _psql(data_dir, "-Atc", "SELECT datname FROM pg_database").split()
     for name in names:
         if name not in existing:
-            subprocess.run(  # noqa: S603
-                [
-                    psql,
-                    "-h",
-                    host,
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-qc",
-                    f'CREATE DATABASE "{name}"',
-                ],
-                check=True,
-                capture_output=True,
-            )
+            _psql(data_dir, "-qc", f'CREATE DATABASE "{name}"')
     return {name: database_url(data_dir, name) for name in names}
 
 

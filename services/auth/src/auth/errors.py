@@ -7,44 +7,32 @@ from typing import Any
 from platform_common.errors import Conflict, Forbidden, NotFound, ProblemError, Unauthorized
 
 
-class EmailTaken(Conflict):
-    code = "email_taken"
-    title = "Email already registered"
+class EmailTaken(Conflict, code="email_taken", title="Email already registered"): ...
 
 
-class WeakPassword(ProblemError):
-    status = 422
-    code = "weak_password"
-    title = "Password does not meet the policy"
-
+class WeakPassword(
+    ProblemError, status=422, code="weak_password", title="Password does not meet the policy"
+):
     def __init__(self, reason: str, field: str = "password") -> None:
         errors: list[dict[str, Any]] = [{"field": field, "message": reason, "type": self.code}]
         super().__init__(reason, extra={"errors": errors})
 
 
-class InvalidCredentials(Unauthorized):
-    code = "invalid_credentials"
-    title = "Invalid credentials"
-
+class InvalidCredentials(Unauthorized, code="invalid_credentials", title="Invalid credentials"):
     def __init__(self, detail: str = "The email or password is incorrect.") -> None:
         super().__init__(detail)
 
 
-class WrongPassword(Forbidden):
+class WrongPassword(Forbidden, code="invalid_credentials", title="Invalid credentials"):
     """The caller is authenticated, but the password it confirmed with is wrong."""
 
-    code = "invalid_credentials"
-    title = "Invalid credentials"
+
+class AccountDisabled(Forbidden, code="account_disabled", title="Account disabled"): ...
 
 
-class AccountDisabled(Forbidden):
-    code = "account_disabled"
-    title = "Account disabled"
-
-
-class InvalidRefreshToken(Unauthorized):
-    code = "invalid_refresh_token"
-    title = "Invalid refresh token"
+class InvalidRefreshToken(
+    Unauthorized, code="invalid_refresh_token", title="Invalid refresh token"
+): ...
 
 
 class RefreshTokenReused(InvalidRefreshToken):
@@ -53,13 +41,10 @@ class RefreshTokenReused(InvalidRefreshToken):
     commit_changes = True
 
 
-class SessionNotFound(NotFound):
-    code = "not_found"
+class SessionNotFound(NotFound, code="not_found"): ...
 
 
-class UserNotFound(NotFound):
-    code = "user_not_found"
+class UserNotFound(NotFound, code="user_not_found"): ...
 
 
-class InvalidClient(Unauthorized):
-    code = "invalid_client"
+class InvalidClient(Unauthorized, code="invalid_client"): ...

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from auth.config import AuthSettings, get_settings
 from platform_common import migrations
-from platform_common.observability import setup_logging
 from platform_common.state import platform_state
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,9 +34,7 @@ async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    setup_logging(settings)
-    migrations.upgrade(MIGRATIONS, settings.resolved_database_url())
-    logger.info("auth database is at the latest revision")
+    migrations.migrate_service(settings, MIGRATIONS)
     email = settings.platform_admin_email
     password = settings.platform_admin_password
     if email and password:

@@ -14,64 +14,42 @@ Gone (410)          InvitationExpired `invitation_expired`, InvitationRevoked
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from platform_common.errors import Conflict, Forbidden, Gone, NotFound, ProblemError
-
-
-class _Declared(ProblemError):
-    """Lets an error declare its code, title and default detail in its class line."""
-
-    _detail: ClassVar[str | None] = None
-
-    def __init_subclass__(
-        cls, *, code: str, title: str | None = None, detail: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.code, cls.title, cls._detail = code, title, detail
-
-    @classmethod
-    def default_detail(cls) -> str:
-        return cls._detail or super().default_detail()
+from platform_common.errors import Conflict, Forbidden, Gone, NotFound
 
 
 class OrgNotFound(
     NotFound,
-    _Declared,
     code="not_found",
     title="Organization not found",
     detail="No such organization.",
 ): ...
 
 
-class MemberNotFound(NotFound, _Declared, code="member_not_found", title="Member not found"): ...
+class MemberNotFound(NotFound, code="member_not_found", title="Member not found"): ...
 
 
-class UserNotFound(NotFound, _Declared, code="user_not_found", title="User not found"): ...
+class UserNotFound(NotFound, code="user_not_found", title="User not found"): ...
 
 
-class InvitationNotFound(
-    NotFound, _Declared, code="invitation_not_found", title="Invitation not found"
-): ...
+class InvitationNotFound(NotFound, code="invitation_not_found", title="Invitation not found"): ...
 
 
-class NotAllowed(Forbidden, _Declared, code="forbidden"): ...
+class NotAllowed(Forbidden, code="forbidden"): ...
 
 
 class EmailMismatch(
-    Forbidden, _Declared, code="email_mismatch", title="Invitation is for another email address"
+    Forbidden, code="email_mismatch", title="Invitation is for another email address"
 ): ...
 
 
-class SlugTaken(Conflict, _Declared, code="slug_taken", title="Slug already taken"): ...
+class SlugTaken(Conflict, code="slug_taken", title="Slug already taken"): ...
 
 
-class AlreadyMember(Conflict, _Declared, code="already_member", title="Already a member"): ...
+class AlreadyMember(Conflict, code="already_member", title="Already a member"): ...
 
 
 class LastOwner(
     Conflict,
-    _Declared,
     code="last_owner",
     title="An organization needs an owner",
     detail="The organization would be left without an owner.",
@@ -79,14 +57,14 @@ class LastOwner(
 
 
 class InvitationAlreadyAccepted(
-    Conflict, _Declared, code="invitation_accepted", title="Invitation already accepted"
+    Conflict, code="invitation_accepted", title="Invitation already accepted"
 ): ...
 
 
-class InvitationExpired(Gone, _Declared, code="invitation_expired", title="Invitation expired"): ...
+class InvitationExpired(Gone, code="invitation_expired", title="Invitation expired"): ...
 
 
-class InvitationRevoked(Gone, _Declared, code="invitation_revoked", title="Invitation revoked"): ...
+class InvitationRevoked(Gone, code="invitation_revoked", title="Invitation revoked"): ...
 
 
-class InvitationUsed(Gone, _Declared, code="invitation_used", title="Invitation already used"): ...
+class InvitationUsed(Gone, code="invitation_used", title="Invitation already used"): ...

@@ -5,19 +5,14 @@ from __future__ import annotations
 from platform_common.errors import NotFound, ProblemError
 
 
-class ProfileNotFound(NotFound):
-    code = "not_found"
-    title = "Profile not found"
-
+class ProfileNotFound(NotFound, code="not_found", title="Profile not found"):
     def __init__(self, detail: str = "No such user.") -> None:
         super().__init__(detail)
 
 
-class EventIdMismatch(ProblemError):
-    status = 422
-    code = "id_mismatch"
-    title = "The event is about another user"
-
+class EventIdMismatch(
+    ProblemError, status=422, code="id_mismatch", title="The event is about another user"
+):
     def __init__(self) -> None:
         super().__init__(
             "The body's `id` differs from the id in the path.",

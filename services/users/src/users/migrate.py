@@ -1,27 +1,18 @@
-"""`users-migrate`: apply users' migrations.
-
-Runs as its own step (a Kubernetes Job, `make up`), never at app start-up. Idempotent.
-"""
+"""`users-migrate`: apply users' migrations (also `python -m users.migrate`)."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 from platform_common import migrations
-from platform_common.observability import setup_logging
 from users.config import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-logger = logging.getLogger("users.migrate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
-    setup_logging(settings)
-    migrations.upgrade(MIGRATIONS, settings.resolved_database_url())
-    logger.info("users database is at the latest revision")
+    migrations.migrate_service(get_settings(), MIGRATIONS)
     return 0
 
 
