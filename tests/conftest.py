@@ -40,6 +40,7 @@ from platform_testing import (  # noqa: F401
     Backends,
     backends,
     free_port,
+    spawn,
     stop_process_group,
 )
 from platform_testing import log_tail as _log_tail
@@ -192,16 +193,7 @@ class Platform:
 
 
 def _run_migration(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", f"{name}.migrate"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn([sys.executable, "-m", f"{name}.migrate"], log_path, REPO_ROOT, env)
 
 
 @pytest.fixture(scope="session")

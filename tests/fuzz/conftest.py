@@ -43,19 +43,19 @@ from schemathesis.python import asgi as schemathesis_asgi
 
 from platform_common import migrations
 from platform_common.errors import PROBLEM_CONTENT_TYPE
-from platform_testing import Backends, TokenFactory, backends, bearer  # noqa: F401
+from platform_testing import (  # noqa: F401
+    TEST_AUDIENCE,
+    TEST_ISSUER,
+    Backends,
+    TokenFactory,
+    backends,
+    bearer,
+    verifying_settings,
+)
 
-ISSUER = "http://auth.test/api/v1/auth"
-AUDIENCE = "identity-platform"
 # Settings every fuzzed app shares: a log line per fuzzed request would cost more than the
 # request itself.
 QUIET: dict[str, Any] = {"environment": "test", "log_level": "WARNING", "otel_sdk_disabled": True}
-# users and orgs verify tokens from `token_factory` (its JWKS served by `jwks_transport`).
-VERIFYING: dict[str, Any] = {
-    "jwt_issuer": ISSUER,
-    "jwt_audience": AUDIENCE,
-    "jwks_url": "http://auth.test/jwks.json",
-}
 # Building an app opens no connection: at collection these URLs only have to parse.
 COLLECTION_URLS = ("postgresql+asyncpg://collect@localhost/none", "redis://localhost/0")
 
@@ -99,6 +99,19 @@ class AppProxy:
         if scope["type"] == "lifespan" or self.app is None:
             self.app = self.factory()
         await self.app(scope, receive, send)
+
+
+def verifying_app_settings(
+    settings_type: Any, database_url: str, redis_url: str, **extra: Any
+) -> Any:
+    """Settings of users or orgs under fuzzing: quiet, trusting `token_factory`'s tokens."""
+    return settings_type(**{**verifying_settings(database_url, redis_url, **extra), **QUIET})
+
+
+def collect(app: Any) -> tuple[AppProxy, Any]:
+    """The proxy a module's requests go through, and the schema collected from `app`."""
+    proxy = AppProxy()
+    return proxy, collected_schema(app, proxy)
 
 
 def collected_schema(app: Any, proxy: AppProxy) -> Any:
@@ -201,7 +214,7 @@ async def fuzz_database(backends: Backends) -> AsyncIterator[DatabaseMaker]:
 
 @pytest.fixture(scope="session")
 def token_factory() -> TokenFactory:
-    return TokenFactory(ISSUER, AUDIENCE)
+    return TokenFactory(TEST_ISSUER, TEST_AUDIENCE)
 
 
 @pytest.fixture(scope="session")

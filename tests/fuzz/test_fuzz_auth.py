@@ -27,17 +27,7 @@ from auth.app import create_app
 from auth.config import AuthSettings
 from auth.migrate import MIGRATIONS, seed_admin
 from platform_testing import Backends
-from tests.fuzz.conftest import (
-    CHECKS,
-    COLLECTION_URLS,
-    QUIET,
-    AppProxy,
-    DatabaseMaker,
-    bearer,
-    collected_schema,
-    fuzz_call,
-    serve_through,
-)
+from tests.fuzz import conftest as fuzz
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +42,7 @@ PASSWORD = "a perfectly fine passphrase"
 
 def settings(database_url: str, redis_url: str, keys_dir: Path) -> AuthSettings:
     return AuthSettings(
-        **QUIET,
+        **fuzz.QUIET,
         database_url=database_url,
         redis_url=redis_url,
         signing_keys_dir=keys_dir,
@@ -73,11 +63,11 @@ def settings(database_url: str, redis_url: str, keys_dir: Path) -> AuthSettings:
 def _collection_app() -> FastAPI:
     """An app to read the OpenAPI from; its signing keys go to a throw-away folder."""
     with tempfile.TemporaryDirectory() as keys:
-        return create_app(settings(*COLLECTION_URLS, Path(keys)), run_outbox=False)
+        return create_app(settings(*fuzz.COLLECTION_URLS, Path(keys)), run_outbox=False)
 
 
-proxy = AppProxy()
-schema = collected_schema(_collection_app(), proxy)
+proxy = fuzz.AppProxy()
+schema = fuzz.collected_schema(_collection_app(), proxy)
 
 
 def users_service(request: httpx.Request) -> httpx.Response:
@@ -131,7 +121,7 @@ class Accounts:
 
 @pytest.fixture(scope="module")
 async def accounts(
-    backends: Backends, fuzz_database: DatabaseMaker, tmp_path_factory: pytest.TempPathFactory
+    backends: Backends, fuzz_database: fuzz.DatabaseMaker, tmp_path_factory: pytest.TempPathFactory
 ) -> Accounts:
     database_url = await fuzz_database("auth", MIGRATIONS)
     config = settings(database_url, backends.redis_url, tmp_path_factory.mktemp("fuzz-keys"))
@@ -143,7 +133,7 @@ async def accounts(
             config, transports={"users": httpx.MockTransport(users_service)}, run_outbox=False
         )
 
-    serve_through(proxy, build, OPENAPI)
+    fuzz.serve_through(proxy, build, OPENAPI)
     return Accounts(admin_email=admin_email)
 
 
@@ -155,11 +145,11 @@ def test_auth_api(case: schemathesis.Case, accounts: Accounts) -> None:
     # it and gets the router's 405 problem+json like any other path.
     if label == TOKEN_ENDPOINT and case.method.upper() == "POST":
         case.call_and_validate(
-            headers=bearer(accounts.user_for(label)),
-            checks=CHECKS,
+            headers=fuzz.bearer(accounts.user_for(label)),
+            checks=fuzz.CHECKS,
             additional_checks=[oauth_errors],
         )
         return
-    fuzz_call(case, accounts.user_for(label))
+    fuzz.fuzz_call(case, accounts.user_for(label))
     if label in ADMIN_ONLY:
-        fuzz_call(case, accounts.admin_for(label))
+        fuzz.fuzz_call(case, accounts.admin_for(label))

@@ -23,17 +23,7 @@ from orgs.app import create_app
 from orgs.config import OrgsSettings
 from orgs.migrate import MIGRATIONS
 from platform_testing import Backends, TokenFactory
-from tests.fuzz.conftest import (
-    COLLECTION_URLS,
-    QUIET,
-    VERIFYING,
-    AppProxy,
-    DatabaseMaker,
-    bearer,
-    collected_schema,
-    fuzz_call,
-    serve_through,
-)
+from tests.fuzz import conftest as fuzz
 
 pytestmark = pytest.mark.slow
 
@@ -41,20 +31,12 @@ OPENAPI = "/api/v1/orgs/openapi.json"
 
 
 def settings(database_url: str, redis_url: str) -> OrgsSettings:
-    return OrgsSettings(
-        **QUIET,
-        **VERIFYING,
-        database_url=database_url,
-        redis_url=redis_url,
-        users_url="http://users.test",
+    return fuzz.verifying_app_settings(
+        OrgsSettings, database_url, redis_url, users_url="http://users.test"
     )
 
 
-proxy = AppProxy()
-schema = collected_schema(
-    create_app(settings(*COLLECTION_URLS)),
-    proxy,
-)
+proxy, schema = fuzz.collect(create_app(settings(*fuzz.COLLECTION_URLS)))
 
 
 async def users_service(request: httpx.Request) -> httpx.Response:
@@ -80,7 +62,9 @@ class Callers:
             slug = f"fuzz-{uuid.uuid4().hex[:10]}"
             with schemathesis_asgi.get_client(proxy) as client:
                 response = client.post(
-                    "/api/v1/orgs", json={"name": "Fuzz", "slug": slug}, headers=bearer(self.user)
+                    "/api/v1/orgs",
+                    json={"name": "Fuzz", "slug": slug},
+                    headers=fuzz.bearer(self.user),
                 )
             assert response.status_code == 201, response.text
             self.slugs[operation] = slug
@@ -92,7 +76,7 @@ async def callers(
     backends: Backends,
     token_factory: TokenFactory,
     jwks_transport: httpx.MockTransport,
-    fuzz_database: DatabaseMaker,
+    fuzz_database: fuzz.DatabaseMaker,
 ) -> Callers:
     database_url = await fuzz_database("orgs", MIGRATIONS)
 
@@ -105,7 +89,7 @@ async def callers(
             },
         )
 
-    serve_through(proxy, build, OPENAPI)
+    fuzz.serve_through(proxy, build, OPENAPI)
     user_id = uuid.uuid4()
     return Callers(
         user=token_factory.mint(
@@ -118,9 +102,9 @@ async def callers(
 @schema.parametrize()
 @hypothesis.settings(hypothesis.settings.get_profile("fuzz"))
 def test_orgs_api(case: schemathesis.Case, callers: Callers) -> None:
-    fuzz_call(case, callers.user)
+    fuzz.fuzz_call(case, callers.user)
     if "slug" in (case.path_parameters or {}):
         case.path_parameters["slug"] = callers.own_org(case.operation.label)
-        fuzz_call(case, callers.user)
+        fuzz.fuzz_call(case, callers.user)
     # Platform admins may do anything: the same request through their wider checks.
-    fuzz_call(case, callers.admin)
+    fuzz.fuzz_call(case, callers.admin)

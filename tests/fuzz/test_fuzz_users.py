@@ -17,17 +17,7 @@ from fastapi import FastAPI
 from schemathesis.python import asgi as schemathesis_asgi
 
 from platform_testing import Backends, TokenFactory
-from tests.fuzz.conftest import (
-    COLLECTION_URLS,
-    QUIET,
-    VERIFYING,
-    AppProxy,
-    DatabaseMaker,
-    bearer,
-    collected_schema,
-    fuzz_call,
-    serve_through,
-)
+from tests.fuzz import conftest as fuzz
 from users.app import create_app
 from users.config import UsersSettings
 from users.migrate import MIGRATIONS
@@ -39,20 +29,12 @@ ADMIN_ONLY = {"GET /api/v1/users"}
 
 
 def settings(database_url: str, redis_url: str) -> UsersSettings:
-    return UsersSettings(
-        **QUIET,
-        **VERIFYING,
-        database_url=database_url,
-        redis_url=redis_url,
-        orgs_url="http://orgs.test",
+    return fuzz.verifying_app_settings(
+        UsersSettings, database_url, redis_url, orgs_url="http://orgs.test"
     )
 
 
-proxy = AppProxy()
-schema = collected_schema(
-    create_app(settings(*COLLECTION_URLS)),
-    proxy,
-)
+proxy, schema = fuzz.collect(create_app(settings(*fuzz.COLLECTION_URLS)))
 
 
 async def orgs_page(request: httpx.Request) -> httpx.Response:
@@ -75,7 +57,7 @@ async def callers(
     backends: Backends,
     token_factory: TokenFactory,
     jwks_transport: httpx.MockTransport,
-    fuzz_database: DatabaseMaker,
+    fuzz_database: fuzz.DatabaseMaker,
 ) -> Callers:
     database_url = await fuzz_database("users", MIGRATIONS)
 
@@ -85,7 +67,7 @@ async def callers(
             transports={"jwks": jwks_transport, "orgs": httpx.MockTransport(orgs_page)},
         )
 
-    serve_through(proxy, build, OPENAPI)
+    fuzz.serve_through(proxy, build, OPENAPI)
     user_id = uuid.uuid4()
     callers = Callers(
         user=token_factory.mint(
@@ -97,7 +79,7 @@ async def callers(
     # The callers' profiles exist (created from their tokens on the first /me).
     with schemathesis_asgi.get_client(proxy) as client:
         for token in (callers.user, callers.admin):
-            response = client.get("/api/v1/users/me", headers=bearer(token))
+            response = client.get("/api/v1/users/me", headers=fuzz.bearer(token))
             assert response.status_code == 200, response.text
     return callers
 
@@ -112,4 +94,4 @@ def test_users_api(case: schemathesis.Case, callers: Callers) -> None:
     else:
         tokens = [callers.user]
     for token in tokens:
-        fuzz_call(case, token)
+        fuzz.fuzz_call(case, token)

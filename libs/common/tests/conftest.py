@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
@@ -18,7 +17,7 @@ from platform_common.db import SessionDep
 from platform_common.errors import Conflict
 from platform_common.security import CurrentPrincipal, RequireAdmin
 from platform_common.settings import ServiceSettings
-from platform_testing import Backends, TokenFactory, backends  # noqa: F401
+from platform_testing import Backends, TokenFactory, backends, running  # noqa: F401
 
 ISSUER = "http://auth.test/api/v1/auth"
 AUDIENCE = "identity-platform"
@@ -100,12 +99,7 @@ async def demo(
     make_app: Callable[..., FastAPI], tokens: TokenFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = make_app(lambda request: httpx.Response(200, json=tokens.jwks()))
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
-        ) as client,
-    ):
+    async with running(app, raise_app_exceptions=False) as client:
         yield client
 
 

@@ -8,7 +8,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from platform_common.state import platform_state
-from platform_testing import TokenFactory, assert_problem
+from platform_testing import TokenFactory, assert_problem, running
 
 
 async def test_unexpected_errors_leak_nothing(demo: httpx.AsyncClient) -> None:
@@ -81,12 +81,7 @@ async def test_readiness_fails_fast_when_redis_is_gone(make_app, tokens: TokenFa
     app = make_app(
         lambda request: httpx.Response(200, json=tokens.jwks()), redis_url="redis://127.0.0.1:1/0"
     )
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
-        ) as client,
-    ):
+    async with running(app, raise_app_exceptions=False) as client:
         started = time.monotonic()
         r = await client.get("/readyz")
         assert time.monotonic() - started < 2.5
@@ -122,12 +117,7 @@ async def test_a_failed_commit_is_never_answered_2xx(make_app, tokens: TokenFact
             raise OperationalError("COMMIT", {}, Exception("the database went away"))
 
     app = make_app(lambda request: httpx.Response(200, json=tokens.jwks()))
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://demo"
-        ) as client,
-    ):
+    async with running(app, raise_app_exceptions=False) as client:
         platform_state(app).sessionmaker = async_sessionmaker(
             platform_state(app).engine, class_=FailingCommit
         )

@@ -28,19 +28,19 @@ from orgs.config import OrgsSettings
 from orgs.migrate import MIGRATIONS
 from orgs.models import Base
 from platform_testing import (
+    TEST_AUDIENCE,
+    TEST_ISSUER,
     Backends,
     Caller,
     TokenFactory,
     backends,  # noqa: F401
     client_factory,
-    empty_tables,
-    flush_redis,
     jwks_transport,
     migrated_database,
+    reset_backends,
+    verifying_settings,
 )
 
-ISSUER = "http://auth.test/api/v1/auth"
-AUDIENCE = "identity-platform"
 LOOKUP_PATH = "/api/v1/users/lookup"
 
 
@@ -113,7 +113,7 @@ class People:
 
 @pytest.fixture(scope="session")
 def token_factory() -> TokenFactory:
-    return TokenFactory(ISSUER, AUDIENCE)
+    return TokenFactory(TEST_ISSUER, TEST_AUDIENCE)
 
 
 @pytest.fixture(scope="session")
@@ -147,21 +147,16 @@ async def make_client(
     users: FakeUsers,
 ) -> AsyncIterator[ClientFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
-    settings = {
-        "environment": "test",
-        "database_url": engine.url.render_as_string(hide_password=False),
-        "redis_url": backends.redis_url,
-        "jwt_issuer": ISSUER,
-        "jwt_audience": AUDIENCE,
-        "jwks_url": "http://auth.test/jwks.json",
-        "users_url": "http://users.test",
-    }
+    settings = verifying_settings(
+        engine.url.render_as_string(hide_password=False),
+        backends.redis_url,
+        users_url="http://users.test",
+    )
     transports = {"jwks": jwks_transport(token_factory), "users": httpx.MockTransport(users)}
     try:
         yield client_factory(create_app, OrgsSettings, settings, transports)
     finally:
-        await empty_tables(engine, Base.metadata)
-        await flush_redis(backends.redis_url)
+        await reset_backends(engine, Base.metadata, backends.redis_url)
 
 
 @pytest.fixture

@@ -21,24 +21,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from platform_testing import (
+    TEST_AUDIENCE,
+    TEST_ISSUER,
     Backends,
     Caller,
     TokenFactory,
     backends,  # noqa: F401
     bearer,
     client_factory,
-    empty_tables,
-    flush_redis,
     jwks_transport,
     migrated_database,
+    reset_backends,
+    verifying_settings,
 )
 from users.app import create_app
 from users.config import UsersSettings
 from users.migrate import MIGRATIONS
 from users.models import Base
 
-ISSUER = "http://auth.test/api/v1/auth"
-AUDIENCE = "identity-platform"
 # What auth's outbox relay asks for, stated here rather than imported from the app under test.
 PROVISION_SCOPE = "users:provision"
 
@@ -132,7 +132,7 @@ class FakeAuth:
 
 @pytest.fixture(scope="session")
 def token_factory() -> TokenFactory:
-    return TokenFactory(ISSUER, AUDIENCE)
+    return TokenFactory(TEST_ISSUER, TEST_AUDIENCE)
 
 
 @pytest.fixture(scope="session")
@@ -170,21 +170,12 @@ async def make_client(
     orgs: FakeOrgs,
 ) -> AsyncIterator[AppFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
-    settings = {
-        "environment": "test",
-        "database_url": database_url,
-        "redis_url": backends.redis_url,
-        "jwt_issuer": ISSUER,
-        "jwt_audience": AUDIENCE,
-        "jwks_url": "http://auth.test/jwks.json",
-        "orgs_url": "http://orgs.test",
-    }
+    settings = verifying_settings(database_url, backends.redis_url, orgs_url="http://orgs.test")
     transports = {"jwks": jwks_transport(token_factory), "orgs": httpx.MockTransport(orgs)}
     try:
         yield client_factory(create_app, UsersSettings, settings, transports)
     finally:
-        await empty_tables(engine, Base.metadata)
-        await flush_redis(backends.redis_url)
+        await reset_backends(engine, Base.metadata, backends.redis_url)
 
 
 @pytest.fixture

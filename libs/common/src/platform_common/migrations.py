@@ -66,6 +66,18 @@ def upgrade(script_location: Path, url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(script_location, url), revision)
 
 
+def migrate_command(
+    get_settings: Callable[[], ServiceSettings], script_location: Path
+) -> Callable[[], int]:
+    """A service's `<svc>-migrate` entry point."""
+
+    def main() -> int:
+        migrate_service(get_settings(), script_location)
+        return 0
+
+    return main
+
+
 def migrate_service(settings: ServiceSettings, script_location: Path) -> None:
     """The body of every `<svc>-migrate` command: the service's database to the latest
     revision. Runs as its own step (a Kubernetes Job, `make up`), never at app start-up;

@@ -9,12 +9,7 @@ from platform_common import migrations
 from users.config import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def main(argv: list[str] | None = None) -> int:
-    migrations.migrate_service(get_settings(), MIGRATIONS)
-    return 0
-
+main = migrations.migrate_command(get_settings, MIGRATIONS)
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
