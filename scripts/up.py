@@ -173,6 +173,8 @@ def main() -> int:
                 "--port",
                 str(port),
                 "--no-access-log",
+                # The app reads X-Forwarded-For itself, through *_TRUSTED_PROXIES.
+                "--no-proxy-headers",
             ]
             if args.reload:
                 command += [

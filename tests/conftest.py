@@ -106,6 +106,8 @@ class ServiceProcess:
             str(self.port),
             # The app logs every request itself, with its request id (as `make up` runs it).
             "--no-access-log",
+            # The app reads X-Forwarded-For itself, through *_TRUSTED_PROXIES.
+            "--no-proxy-headers",
         ]
         with self.log_path.open("ab") as log:
             log.write(f"--- e2e: starting {self.name} on :{self.port} ---\n".encode())
@@ -236,6 +238,8 @@ def platform(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> It
                 f"{prefix}_JWKS_URL": f"{urls['auth']}/api/v1/auth/jwks.json",
                 f"{prefix}_JWT_ISSUER": f"{urls['auth']}/api/v1/auth",
                 f"{prefix}_REVOCATION_CACHE_SECONDS": "1",
+                # nginx, the ingress, is the one proxy in front of them.
+                f"{prefix}_TRUSTED_PROXIES": "127.0.0.1/32",
             }
         )
 

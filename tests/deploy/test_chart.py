@@ -59,6 +59,28 @@ def test_values_schema_rejects_a_typo(helm: str) -> None:
     assert "replicas is not allowed" in result.stderr
 
 
+def test_no_proxy_is_trusted_by_default_and_trust_all_is_refused(
+    helm: str, renders: dict[str, Manifest]
+) -> None:
+    for name in SERVICES:
+        data = named(renders["default"], "ConfigMap", component(name))["data"]
+        assert data[f"{name.upper()}_TRUSTED_PROXIES"] == ""
+        assert "FORWARDED_ALLOW_IPS" not in data
+    ingress = render(helm, "--set-json", 'trustedProxies=["10.42.0.0/16"]')
+    data = named(ingress, "ConfigMap", component("auth"))["data"]
+    assert data["AUTH_TRUSTED_PROXIES"] == "10.42.0.0/16"
+    for everyone in ("0.0.0.0/0", "::/0"):
+        result = run_helm(
+            helm,
+            "template",
+            RELEASE,
+            str(CHART_DIR),
+            "--set-json",
+            f'trustedProxies=["{everyone}"]',
+        )
+        assert result.returncode != 0, f"{everyone} was accepted"
+
+
 def check_custom_resource(doc: dict[str, Any], manifest: Manifest) -> None:
     """Structural checks of the custom resources against the objects they point at."""
     assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}, sorted(doc)

@@ -98,3 +98,41 @@ def test_body_over_one_mib_is_refused_at_the_edge(api: httpx.Client, accounts: A
         headers={**henry.auth, "Content-Type": "application/json"},
     )
     assert_problem(response, 422, "validation_error")
+
+
+def _recorded_address(platform: Any, access_token: str) -> str | None:
+    """The client address auth stored for the token's session, read from auth's database."""
+    import asyncio
+    import uuid
+
+    from jose import jwt
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    sid = uuid.UUID(jwt.get_unverified_claims(access_token)["sid"])
+
+    async def read() -> str | None:
+        engine = create_async_engine(platform["auth"].env["AUTH_DATABASE_URL"])
+        try:
+            async with engine.connect() as conn:
+                query = text("SELECT client_address FROM sessions WHERE id = :sid")
+                return (await conn.execute(query, {"sid": sid})).scalar_one()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("forwarded_for", ["203.0.113.9", "x" * 70])
+def test_a_client_cannot_choose_its_address_through_the_ingress(
+    api: httpx.Client, platform: Any, forwarded_for: str
+) -> None:
+    # nginx sets X-Forwarded-For to the address it saw; the services trust nginx and no
+    # further. Before, the client's own entry became "the address" (and a 70-character one
+    # answered 500): the per-address login limit could be dodged and pinned on a victim.
+    email = f"xff-{secrets.token_hex(5)}@example.com"
+    body = {"email": email, "password": "wonderland rabbit hole"}
+    assert api.post("/api/v1/auth/register", json={**body, "name": "X"}).status_code == 201
+    response = api.post("/api/v1/auth/login", json=body, headers={"X-Forwarded-For": forwarded_for})
+    assert response.status_code == 200, response.text
+    assert _recorded_address(platform, response.json()["access_token"]) == "127.0.0.1"

@@ -111,7 +111,7 @@ orgs:
   "GUNICORN_GRACEFUL_TIMEOUT" (toString $v.gunicorn.gracefulTimeoutSeconds)
   "GUNICORN_KEEPALIVE" (toString $v.gunicorn.keepaliveSeconds)
   "GUNICORN_TIMEOUT" (toString $v.gunicorn.timeoutSeconds)
-  "FORWARDED_ALLOW_IPS" $v.gunicorn.forwardedAllowIps
+  (printf "%s_TRUSTED_PROXIES" $p) (join "," $v.trustedProxies)
 -}}
 {{- if ne .name "auth" }}
 {{- $_ := set $data (printf "%s_JWKS_URL" $p) (printf "%s/api/v1/auth/jwks.json" (include "identity-platform.serviceUrl" (dict "root" $root "name" "auth"))) }}

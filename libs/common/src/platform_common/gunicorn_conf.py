@@ -27,9 +27,9 @@ Choices, one by one:
   deadline; a worker whose event loop is blocked that long is killed and replaced.
 - ``worker_tmp_dir`` is /dev/shm when it exists: the heartbeat file is touched constantly,
   and the root filesystem is read-only in the cluster.
-- ``forwarded_allow_ips`` from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1). In the cluster
-  the chart sets ``*`` because its NetworkPolicy only lets the ingress controller, the
-  platform's own pods and the monitoring namespace reach the pods.
+- ``forwarded_allow_ips`` is empty: the server never rewrites the client address from
+  ``X-Forwarded-For``. The app does, per the contract, only through the proxies listed in
+  ``<SERVICE>_TRUSTED_PROXIES`` (platform_common.client_address).
 - ``accesslog`` off unless ``GUNICORN_ACCESSLOG`` is set (e.g. ``-``): the application logs
   every request itself with its request id (``platform_common.access``), a second line
   without the id adds nothing.
@@ -78,7 +78,7 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
 timeout = _env_int("GUNICORN_TIMEOUT", 60)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = ""
 preload_app = False
 # One image recipe serves every service: the image sets SERVICE and its CMD names no app.
 # An app given on the command line still wins.

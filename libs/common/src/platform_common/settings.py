@@ -10,10 +10,10 @@ passes its own) and refuses to start without them, naming the variable it lacks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 
@@ -55,6 +55,10 @@ class ServiceSettings(BaseSettings):
     # Calls to the other services.
     http_timeout_seconds: float = Field(default=2.0, gt=0)
 
+    # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated): the ingress
+    # controller's pods, say. Default none: the socket peer is the client.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
 
@@ -70,6 +74,13 @@ class ServiceSettings(BaseSettings):
     prometheus_multiproc_dir: str | None = Field(
         default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check_algorithms(self) -> ServiceSettings:

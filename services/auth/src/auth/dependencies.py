@@ -15,6 +15,7 @@ from auth.oauth2 import client_secret_basic
 from auth.outbox import OutboxRelay
 from auth.schemas import TokenRequest
 from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
+from platform_common.client_address import ClientAddressDep
 from platform_common.state import platform_state
 
 
@@ -25,13 +26,9 @@ def _app_state(name: str) -> Callable[[Request], Any]:
     return get
 
 
-def get_client_info(request: Request) -> ClientInfo:
-    # request.client is the real peer: behind the ingress, uvicorn/gunicorn resolve it from
-    # X-Forwarded-For for the trusted proxies only (forwarded_allow_ips).
-    return ClientInfo(
-        user_agent=request.headers.get("user-agent"),
-        address=request.client.host if request.client else None,
-    )
+def get_client_info(request: Request, address: ClientAddressDep) -> ClientInfo:
+    # The address per the contract: X-Forwarded-For only through *_TRUSTED_PROXIES.
+    return ClientInfo(user_agent=request.headers.get("user-agent"), address=address)
 
 
 def get_settings(request: Request) -> AuthSettings:
