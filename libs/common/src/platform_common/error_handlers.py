@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from platform_common.errors import DependencyUnavailable, ProblemError, problem_response
+from platform_common.request_context import loggable_path
 
 logger = logging.getLogger("platform_common.errors")
 
@@ -92,7 +93,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 async def dependency_error_handler(request: Request, exc: Exception) -> Response:
     """A database or Redis failure that escaped the service layer: 503, never a 500 with the
     driver's message."""
-    logger.warning("dependency failure on %s: %r", request.scope.get("route_path", "?"), exc)
+    # The path with its parameters as `{name}`: a path can hold a secret (an invitation token).
+    logger.warning("dependency failure on %s: %r", loggable_path(request.scope), exc)
     return problem_response(
         request,
         status=503,
