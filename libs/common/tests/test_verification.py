@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from platform_common.errors import DependencyUnavailable
 from platform_common.revocation import RevocationStore
 from platform_common.verification import InvalidToken, JWKSKeySource, TokenVerifier
-from platform_testing import TokenFactory, assert_problem
+from platform_testing import Backends, TokenFactory, assert_problem
 
 from .conftest import AUDIENCE, ISSUER
 
@@ -174,3 +174,74 @@ async def test_jwks_outage_over_http_is_503(make_app, tokens: TokenFactory) -> N
             "/api/v1/demo/whoami", headers={"Authorization": f"Bearer {tokens.mint()}"}
         )
         assert_problem(r, 503, "dependency_unavailable")
+
+
+async def test_a_token_issued_in_the_future_is_refused_beyond_the_leeway() -> None:
+    factory = TokenFactory(ISSUER, AUDIENCE)
+    verifier = verifier_for(JWKSServer(factory))
+    now = int(time.time())
+    assert await verifier.verify(factory.mint(iat=now + 3))  # within the 5 s leeway
+    with pytest.raises(InvalidToken, match="issued in the future"):
+        await verifier.verify(factory.mint(iat=now + 60))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+async def test_a_numeric_string_date_is_refused(claim: str) -> None:
+    factory = TokenFactory(ISSUER, AUDIENCE)
+    verifier = verifier_for(JWKSServer(factory))
+    value = int(time.time()) + (600 if claim == "exp" else 0)
+    with pytest.raises(InvalidToken, match="must be numbers"):
+        await verifier.verify(factory.mint(**{claim: str(value)}))
+
+
+async def test_a_verified_token_is_not_verified_again_but_revocation_still_counts(
+    backends: Backends,
+) -> None:
+    factory = TokenFactory(ISSUER, AUDIENCE)
+    server = JWKSServer(factory)
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    store = RevocationStore(redis, cache_seconds=0)
+    verifier = verifier_for(server, revocations=store)
+    sid = str(uuid.uuid4())
+    token = factory.mint(sid=sid)
+    calls = 0
+    real = verifier._verify_signed
+
+    async def counting(token: str) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(token)
+
+    verifier._verify_signed = counting  # type: ignore[method-assign]
+    for _ in range(3):
+        await verifier.verify(token)
+    assert calls == 1
+    await store.revoke_sessions([sid], ttl_seconds=60)
+    with pytest.raises(InvalidToken, match="ended"):
+        await verifier.verify(token)
+    await redis.aclose()
+
+
+async def test_an_expired_token_is_not_served_from_the_cache() -> None:
+    factory = TokenFactory(ISSUER, AUDIENCE)
+    verifier = TokenVerifier(
+        JWKSKeySource(
+            "http://auth.test/jwks.json",
+            httpx.AsyncClient(transport=httpx.MockTransport(JWKSServer(factory).handler)),
+            cache_seconds=300,
+            min_refresh_interval=1,
+        ),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=["ES256"],
+        revocations=None,
+        leeway_seconds=0,
+    )
+    from datetime import timedelta
+
+    token = factory.mint(ttl=timedelta(seconds=1))
+    await verifier.verify(token)
+    # python-jose compares whole seconds: an exp is over a second after it passes.
+    await asyncio.sleep(2.2)
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(token)

@@ -133,6 +133,7 @@ def create_service_app(
             audience=settings.jwt_audience,
             algorithms=settings.jwt_algorithms,
             revocations=state.revocations,
+            leeway_seconds=settings.jwt_leeway_seconds,
         )
 
     app = FastAPI(

@@ -52,7 +52,7 @@ def client_address(
     return str(current)
 
 
-def get_client_address(request: Request) -> str | None:
+async def get_client_address(request: Request) -> str | None:
     from platform_common.state import platform_state
 
     return client_address(

@@ -50,6 +50,8 @@ class ServiceSettings(BaseSettings):
     jwks_url: str = "http://127.0.0.1:8001/api/v1/auth/jwks.json"
     jwks_cache_seconds: float = Field(default=300.0, ge=0)
     jwks_min_refresh_interval_seconds: float = Field(default=1.0, ge=0)
+    # Clock skew tolerated on exp, nbf and iat.
+    jwt_leeway_seconds: int = Field(default=5, ge=0, le=300)
     revocation_cache_seconds: float = Field(default=1.0, ge=0, le=4)
 
     # Calls to the other services.

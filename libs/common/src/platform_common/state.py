@@ -63,7 +63,7 @@ def platform_state(app: Starlette) -> PlatformState:
     return state
 
 
-def get_platform_state(connection: HTTPConnection) -> PlatformState:
+async def get_platform_state(connection: HTTPConnection) -> PlatformState:
     return platform_state(connection.app)
 
 

@@ -33,6 +33,8 @@ from platform_common.errors import DependencyUnavailable, Unauthorized
 from platform_common.revocation import RevocationStore
 
 SERVICE_SUBJECT_PREFIX = "svc:"
+VERIFIED_CACHE_SIZE = 10_000
+VERIFIED_TTL_SECONDS = 60.0
 
 
 class InvalidToken(Unauthorized):
@@ -147,6 +149,12 @@ class TokenVerifier:
         self.leeway_seconds = leeway_seconds
         # Parsing a JWK into a key object costs more than verifying a signature with it.
         self._constructed: dict[tuple[str, str], tuple[dict[str, Any], Key]] = {}
+        # Tokens already verified: token -> (monotonic deadline, principal). A client sends
+        # the same token for 15 minutes, and the signature and claims cannot change; what
+        # can change (revocation) is checked on every request all the same. An entry lives
+        # until the token expires, and never longer than VERIFIED_TTL_SECONDS, so a key
+        # withdrawn from the JWKS stops working about as soon as the JWKS cache notices.
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     def _key_object(self, kid: str, alg: str, key: dict[str, Any]) -> Key:
         # The key source hands out the same dict until its JWKS is refetched; a new dict (a
@@ -161,6 +169,15 @@ class TokenVerifier:
         return constructed
 
     async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > time.monotonic():
+            principal = cached[1]
+        else:
+            principal = await self._verify_signed(token)
+        await self._check_revocation(principal)
+        return principal
+
+    async def _verify_signed(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError as exc:
@@ -204,7 +221,21 @@ class TokenVerifier:
         except JOSEError as exc:
             raise InvalidToken("The access token's signature is not valid.") from exc
 
+        now = time.time()
+        exp, iat = claims["exp"], claims["iat"]
+        # python-jose reads a numeric string as a number; the JWT spec says NumericDate.
+        if not _is_number(exp) or not _is_number(iat):
+            raise InvalidToken("The access token's exp and iat must be numbers.")
+        if iat > now + self.leeway_seconds:
+            raise InvalidToken("The access token was issued in the future.")
         principal = _principal_from_claims(claims)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        lifetime = min(exp + self.leeway_seconds - now, VERIFIED_TTL_SECONDS)
+        self._verified[token] = (time.monotonic() + lifetime, principal)
+        return principal
+
+    async def _check_revocation(self, principal: Principal) -> None:
         if principal.session_id and self.revocations is not None:
             try:
                 revoked = await self.revocations.is_revoked(principal.session_id)
@@ -212,7 +243,10 @@ class TokenVerifier:
                 raise DependencyUnavailable("Token revocation state is unavailable.") from exc
             if revoked:
                 raise InvalidToken("The session of this access token has ended.")
-        return principal
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:

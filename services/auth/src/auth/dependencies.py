@@ -20,18 +20,18 @@ from platform_common.state import platform_state
 
 
 def _app_state(name: str) -> Callable[[Request], Any]:
-    def get(request: Request) -> Any:
+    async def get(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     return get
 
 
-def get_client_info(request: Request, address: ClientAddressDep) -> ClientInfo:
+async def get_client_info(request: Request, address: ClientAddressDep) -> ClientInfo:
     # The address per the contract: X-Forwarded-For only through *_TRUSTED_PROXIES.
     return ClientInfo(user_agent=request.headers.get("user-agent"), address=address)
 
 
-def get_settings(request: Request) -> AuthSettings:
+async def get_settings(request: Request) -> AuthSettings:
     settings = platform_state(request.app).settings
     assert isinstance(settings, AuthSettings)
     return settings
@@ -49,7 +49,7 @@ TokenRequestForm = Annotated[TokenRequest, Form()]
 ClientBasicDep = Annotated[HTTPBasicCredentials | None, Depends(client_secret_basic)]
 
 
-def wake_outbox(background: BackgroundTasks, outbox: OutboxDep) -> None:
+async def wake_outbox(background: BackgroundTasks, outbox: OutboxDep) -> None:
     """For routes that write user events: the relay delivers them at once, not at its next
     poll. Background tasks run once the response is out, after the session has committed,
     and not at all when the route fails."""

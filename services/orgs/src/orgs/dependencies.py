@@ -32,14 +32,14 @@ from platform_common.security import CurrentUser
 from platform_common.state import PlatformStateDep
 
 
-def get_users_client(platform: PlatformStateDep) -> UsersClient:
+async def get_users_client(platform: PlatformStateDep) -> UsersClient:
     return UsersClient(platform.peer("users"))
 
 
 UsersClientDep = Annotated[UsersClient, Depends(get_users_client)]
 
 
-def get_orgs_settings(platform: PlatformStateDep) -> OrgsSettings:
+async def get_orgs_settings(platform: PlatformStateDep) -> OrgsSettings:
     settings = platform.settings
     assert isinstance(settings, OrgsSettings)
     return settings
@@ -48,15 +48,15 @@ def get_orgs_settings(platform: PlatformStateDep) -> OrgsSettings:
 OrgsSettingsDep = Annotated[OrgsSettings, Depends(get_orgs_settings)]
 
 
-def get_organization_service(db: SessionDep) -> OrganizationService:
+async def get_organization_service(db: SessionDep) -> OrganizationService:
     return OrganizationService(db)
 
 
-def get_member_service(db: SessionDep, users: UsersClientDep) -> MemberService:
+async def get_member_service(db: SessionDep, users: UsersClientDep) -> MemberService:
     return MemberService(db, users)
 
 
-def get_invitation_service(db: SessionDep, settings: OrgsSettingsDep) -> InvitationService:
+async def get_invitation_service(db: SessionDep, settings: OrgsSettingsDep) -> InvitationService:
     return InvitationService(db, settings)
 
 

@@ -23,14 +23,14 @@ from users.service import UsersService
 PROVISION_SCOPE = "users:provision"
 
 
-def get_orgs_client(platform: PlatformStateDep) -> OrgsClient:
+async def get_orgs_client(platform: PlatformStateDep) -> OrgsClient:
     return OrgsClient(platform.peer("orgs"))
 
 
 OrgsClientDep = Annotated[OrgsClient, Depends(get_orgs_client)]
 
 
-def get_users_service(orgs: OrgsClientDep) -> UsersService:
+async def get_users_service(orgs: OrgsClientDep) -> UsersService:
     return UsersService(orgs)
 
 
