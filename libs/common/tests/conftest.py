@@ -56,6 +56,13 @@ async def conflict() -> None:
     raise Conflict("Already there.")
 
 
+@router.get("/hold")
+async def hold(db: SessionDep) -> dict[str, bool]:
+    """Keeps its pooled connection for a second."""
+    await db.execute(text("SELECT pg_sleep(1)"))
+    return {"held": True}
+
+
 @router.post("/echo")
 async def echo(body: dict[str, Any]) -> dict[str, int]:
     return {"keys": len(body)}

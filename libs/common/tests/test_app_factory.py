@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -140,3 +141,23 @@ async def test_unparseable_bodies_are_declared_400_and_413(demo: httpx.AsyncClie
         assert content["schema"] == {"$ref": "#/components/schemas/Problem"}
     # Operations without a body cannot answer them, and do not say they might.
     assert "400" not in paths["/api/v1/demo/conflict"]["get"]["responses"]
+
+
+async def test_no_connection_to_be_had_is_a_quick_503_not_a_hang(
+    make_app, tokens: TokenFactory
+) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(
+        lambda request: httpx.Response(200, json=tokens.jwks()),
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_pool_timeout_seconds=0.3,
+    )
+    async with running(app, raise_app_exceptions=False) as client:
+        holder = asyncio.create_task(client.get("/api/v1/demo/hold"))
+        await asyncio.sleep(0.2)  # the one connection is taken
+        started = time.monotonic()
+        waiting = await client.get("/api/v1/demo/hold")
+        assert time.monotonic() - started < 1.0
+        assert_problem(waiting, 503, "dependency_unavailable")
+        assert waiting.headers["retry-after"] == "1"
+        assert (await holder).status_code == 200

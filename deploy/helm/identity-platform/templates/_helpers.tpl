@@ -104,6 +104,9 @@ orgs:
   (printf "%s_JWT_ISSUER" $p) $v.jwt.issuer
   (printf "%s_JWT_AUDIENCE" $p) $v.jwt.audience
   (printf "%s_HTTP_TIMEOUT_SECONDS" $p) (toString $v.httpTimeoutSeconds)
+  (printf "%s_DB_POOL_SIZE" $p) (toString $v.database.poolSize)
+  (printf "%s_DB_MAX_OVERFLOW" $p) "0"
+  (printf "%s_DB_POOL_TIMEOUT_SECONDS" $p) (toString $v.database.poolTimeoutSeconds)
   "OTEL_SERVICE_NAME" .name
   "PROMETHEUS_MULTIPROC_DIR" "/run/prometheus"
   (printf "%s_DATA_DIR" $p) "/tmp/data"

@@ -13,7 +13,8 @@ Choices, one by one:
 
 - ``bind`` from ``PORT`` (default 8000) on 0.0.0.0: the container port is named ``http``
   and /metrics is served on the same port, so there is nothing else to listen on.
-- ``worker_class`` is ``uvicorn_worker.UvicornWorker`` from the ``uvicorn-worker`` package;
+- ``worker_class`` is ``platform_common.gunicorn_worker.PlatformWorker``, the ``uvicorn-worker``
+  package's UvicornWorker without uvicorn's proxy-header handling and Server header;
   ``uvicorn.workers`` is deprecated upstream.
 - ``workers`` from ``WEB_CONCURRENCY`` (default 2). Scale out with more pods (the HPA), not
   with many workers per pod: each worker holds its own database and Redis pools.
@@ -71,7 +72,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 bind = [f"0.0.0.0:{_env_int('PORT', 8000)}"]
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "platform_common.gunicorn_worker.PlatformWorker"
 workers = _env_int("WEB_CONCURRENCY", 2)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 75)

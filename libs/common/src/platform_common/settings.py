@@ -34,9 +34,12 @@ class ServiceSettings(BaseSettings):
     # PostgreSQL through asyncpg: postgresql+asyncpg://user:password@host:port/database
     # (or ...@/database?host=/socket/dir for a Unix socket, as `make up` does).
     database_url: str | None = None
+    # A fixed pool per worker: overflow connections are opened and closed under load, and
+    # that churn (TCP, TLS attempt, startup) cost more than the queries. A request that
+    # cannot get a connection within the timeout answers 503 with Retry-After.
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
 
     # redis://host:port/db, rediss:// for TLS, or unix:///path/to/socket.
