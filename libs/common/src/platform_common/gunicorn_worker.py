@@ -14,7 +14,7 @@ from typing import Any
 from uvicorn_worker import UvicornWorker
 
 
-class PlatformWorker(UvicornWorker):
+class PlatformWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyped
     CONFIG_KWARGS: dict[str, Any] = {
         **UvicornWorker.CONFIG_KWARGS,
         "proxy_headers": False,
