@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -22,12 +23,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from load import wrk  # bench/load.py (run.py runs as a script)
+from redis import Redis
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -35,26 +38,10 @@ DB = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PASSWORD = "benchmark passphrase 2026"
 DIRECTORY_SIZE = 100_000
-DIRECTORY_SEED = f"""
--- Varied names and addresses (first name, last name, a number, one of a few domains), so
--- that trigram selectivity is like a real directory's rather than every row sharing a word.
-WITH first(n, v) AS (SELECT row_number() OVER (), v FROM unnest(ARRAY['ada','alan','grace',
-       'linus','margaret','dennis','barbara','ken','frances','edsger','radia','tim','hedy',
-       'john','katherine','donald','sophie','guido','anita','niklaus']) AS v),
-     last(n, v) AS (SELECT row_number() OVER (), v FROM unnest(ARRAY['lovelace','turing',
-       'hopper','torvalds','hamilton','ritchie','liskov','thompson','allen','dijkstra',
-       'perlman','berners-lee','lamarr','mccarthy','johnson','knuth','wilson','rossum',
-       'borg','wirth','kay','lamport','shamir','diffie','hellman','cerf','kahn']) AS v)
-INSERT INTO profiles (id, email, name, role, is_active, source_version, created_at, updated_at)
-SELECT gen_random_uuid(),
-       f.v || '.' || l.v || i || '@' || (ARRAY['example.com','mail.example','corp.example'])[1 + i % 3],
-       initcap(f.v) || ' ' || initcap(l.v) || ' ' || i,
-       'user', i % 10 <> 0, 0, now() - make_interval(secs => i), now()
-FROM generate_series(1, {DIRECTORY_SIZE}) AS i
-JOIN first f ON f.n = 1 + i % 20
-JOIN last l ON l.n = 1 + (i / 20) % 27;
-ANALYZE profiles;
-"""
+CLIENT_SECRET = "bench-client-secret"
+CLIENT_CREDENTIALS_BODY = (
+    f"grant_type=client_credentials&client_id=bench&client_secret={CLIENT_SECRET}"
+)
 
 
 def free_port() -> int:
@@ -64,14 +51,22 @@ def free_port() -> int:
 
 
 def database_url(name: str) -> str:
-    base, _, _ = DB.rpartition("/")
-    return f"{base}/{name}"
+    # Through make_url: a Unix-socket URL keeps its ?host= (the embedded PostgreSQL's).
+    return make_url(DB).set(database=name).render_as_string(hide_password=False)
 
 
 def recreate_database(name: str) -> None:
     admin = DB.replace("postgresql+asyncpg://", "postgresql://")
     for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
         subprocess.run(["psql", admin, "-qc", sql], check=True)
+
+
+def worker_rss_mb(master: int) -> float:
+    """Resident memory of a gunicorn master's (first) worker, in MB."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    status = Path(f"/proc/{children[0]}/status").read_text()
+    kib = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+    return kib / 1024
 
 
 def request(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:  # type: ignore[type-arg]
@@ -99,71 +94,20 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> 
     raise SystemExit(f"not ready: {url}")
 
 
-@dataclass
-class Result:
-    name: str
-    what: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    requests: int
-
-
-def wrk(
-    name: str,
-    what: str,
-    url: str,
-    args: argparse.Namespace,
-    *extra: str,
-    env: dict[str, str] | None = None,
-) -> Result:
-    command = [
-        "wrk",
-        "-t",
-        "2",
-        "-c",
-        str(args.connections),
-        "-d",
-        f"{args.duration}s",
-        "--latency",
-        "--timeout",
-        "5s",
-        *extra,
-        url,
-    ]
-    out = subprocess.run(
-        command, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
-    ).stdout
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        if not match:
-            return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0
-    )
-    result = Result(name, what, rps, latency("50"), latency("99"), errors, total)
-    print(
-        f"  {name:<28} {rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {errors}",
-        flush=True,
-    )
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 s per scenario and a small directory: proves the bench runs, measures nothing",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.md")
     args = parser.parse_args()
+    if args.quick:
+        args.duration = 2
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     keys = tmp / "keys"
@@ -200,9 +144,17 @@ def main() -> int:
             "AUTH_LOGIN_MAX_ATTEMPTS_PER_IP": "100000000",
             "WEB_CONCURRENCY": str(args.workers),
             "OTEL_SDK_DISABLED": "true",
+            "AUTH_SERVICE_CLIENTS": json.dumps(
+                {
+                    "bench": {
+                        "secret_sha256": hashlib.sha256(CLIENT_SECRET.encode()).hexdigest(),
+                        "scopes": ["users:read"],
+                    }
+                }
+            ),
         }
     )
-    subprocess.run(["redis-cli", "-u", REDIS, "flushdb"], check=True, capture_output=True)
+    Redis.from_url(REDIS).flushdb()
     admin_env = {
         **env,
         "PLATFORM_ADMIN_EMAIL": "admin@bench.example",
@@ -212,9 +164,11 @@ def main() -> int:
         subprocess.run(
             [str(BIN / f"{name}-migrate")], env=admin_env, check=True, capture_output=True
         )
-    # The directory at 100k profiles, for the admin search scenario.
+    # The directory (100k profiles; 1k in --quick), for the admin search scenarios.
     users_db = database_url("bench_users").replace("postgresql+asyncpg://", "postgresql://")
-    subprocess.run(["psql", users_db, "-qc", DIRECTORY_SEED], check=True)
+    seed = ROOT / "bench" / "directory_seed.sql"
+    size = 1_000 if args.quick else DIRECTORY_SIZE
+    subprocess.run(["psql", users_db, "-q", "-v", f"size={size}", "-f", str(seed)], check=True)
 
     procs: list[subprocess.Popen[bytes]] = []
     apps = {
@@ -242,8 +196,11 @@ def main() -> int:
                     start_new_session=True,
                 )
             )
+        started_at = time.monotonic()
+        ready_after = {}
         for name, proc in zip(apps, procs, strict=True):
             wait_ready(urls[name] + ("/ping" if name == "baseline" else "/readyz"), proc)
+            ready_after[name] = time.monotonic() - started_at
 
         alice = request(
             "POST",
@@ -289,48 +246,59 @@ def main() -> int:
             f"gunicorn with {args.workers} worker(s) per service",
             flush=True,
         )
+        users_me = f"{urls['users']}/api/v1/users/{alice['id']}"
+        s1 = ("users GET /users/{own id}", "S1: JWT (cached) + revocation (Redis) + 1 query")
+        secret = ("-H", "Content-Type: application/x-www-form-urlencoded")
         results = [
             wrk("bare FastAPI /ping", "baseline: no I/O", f"{urls['baseline']}/ping", args),
-            wrk(
-                "auth GET /jwks.json",
-                "no I/O, the shared middleware stack",
-                f"{urls['auth']}/api/v1/auth/jwks.json",
-                args,
-            ),
+            wrk(*s1, users_me, args, *auth_header),
             wrk(
                 "orgs GET /orgs/{slug}",
-                "JWT verify + revocation check (Redis) + 3 queries",
+                "JWT + revocation + the org and the caller's membership",
                 f"{urls['orgs']}/api/v1/orgs/bench",
                 args,
                 *auth_header,
             ),
             wrk(
                 "users GET /me",
-                "JWT + Redis + DB + HTTP call to orgs",
+                "S2: JWT + Redis + DB + HTTP call to orgs",
                 f"{urls['users']}/api/v1/users/me",
                 args,
                 *auth_header,
             ),
             wrk(
                 "orgs GET /{slug}/members",
-                "JWT + Redis + DB + one batched call to users (20 members)",
+                "S3: JWT + Redis + DB + one batched call to users (20 members)",
                 f"{urls['orgs']}/api/v1/orgs/bench/members",
                 args,
                 *auth_header,
             ),
+            *(
+                wrk(
+                    f"S1 at {n} connections",
+                    "overload: queueing, not failing",
+                    users_me,
+                    argparse.Namespace(**{**vars(args), "connections": n}),
+                    *auth_header,
+                )
+                for n in (128, 512)
+            ),
             wrk(
-                "users GET /users?q= (100k)",
-                f"admin search, {DIRECTORY_SIZE // 1000}k profiles, substring of email (trigram index)",
+                "users GET /users?q=",
+                f"admin search, {size // 1000}k profiles, substring of email (trigram index)",
                 f"{urls['users']}/api/v1/users?q=knuth123&limit=20",
                 args,
                 *admin_header,
             ),
             wrk(
-                "users GET /users?is_active=false",
-                f"admin list, {DIRECTORY_SIZE // 1000}k profiles, page 50",
-                f"{urls['users']}/api/v1/users?is_active=false&page=50&limit=20",
+                "auth POST /token client_credentials",
+                "service client: constant-time secret check + ES256 signature",
+                f"{urls['auth']}/api/v1/auth/token",
                 args,
-                *admin_header,
+                *secret,
+                "-s",
+                str(ROOT / "bench" / "post_body.lua"),
+                env={"BENCH_BODY": CLIENT_CREDENTIALS_BODY},
             ),
             wrk(
                 "auth POST /login",
@@ -338,14 +306,13 @@ def main() -> int:
                 f"{urls['auth']}/api/v1/auth/login",
                 args,
                 "-s",
-                str(ROOT / "bench" / "login.lua"),
+                str(ROOT / "bench" / "post_body.lua"),
                 env={
-                    "BENCH_LOGIN_BODY": json.dumps(
-                        {"email": "alice@bench.example", "password": PASSWORD}
-                    )
+                    "BENCH_BODY": json.dumps({"email": "alice@bench.example", "password": PASSWORD})
                 },
             ),
         ]
+        rss = {name: worker_rss_mb(proc.pid) for name, proc in zip(apps, procs, strict=True)}
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -370,8 +337,17 @@ def main() -> int:
         lines.append(
             f"| {r.name} | {r.what} | {r.rps:.0f} | {r.rps / baseline:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
         )
-    out = ROOT / "bench" / "results" / "latest.md"
-    out.parent.mkdir(exist_ok=True)
+    lines.append("")
+    lines.append(
+        "Start (process start to /readyz 200, the four started at once): "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ready_after.items())
+    )
+    lines.append(
+        "RSS of each worker after the runs: "
+        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
+    )
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 1 if any(r.errors for r in results) else 0
