@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 @dataclass
@@ -66,3 +67,27 @@ def wrk(
         flush=True,
     )
     return result
+
+
+def write_table(results: list[Result], args: argparse.Namespace, notes: list[str]) -> str:
+    """The results as markdown, each figure beside its ratio to the bare endpoint (the first
+    result), written to args.out; returned for printing."""
+    baseline = results[0].rps
+    lines = [
+        f"# Benchmark results ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"`uv run python bench/run.py --duration {args.duration} --connections {args.connections} --workers {args.workers}`"
+        f" on {os.cpu_count()} cores; wrk on the same machine (2 threads), PostgreSQL and Redis local.",
+        "",
+        "| scenario | what it does | req/s | vs bare FastAPI | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.name} | {r.what} | {r.rps:.0f} | {r.rps / baseline:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        for r in results
+    ]
+    lines += ["", *notes]
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return text

@@ -14,27 +14,32 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from load import wrk  # bench/load.py (run.py runs as a script)
+
+# bench/load.py and bench/stack.py: run.py runs as a script, its folder is on sys.path.
+from load import write_table, wrk
 from redis import Redis
-from sqlalchemy.engine import make_url
+from stack import (
+    database_url,
+    free_port,
+    recreate_database,
+    request,
+    wait_ready,
+    worker_rss_mb,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DB = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PASSWORD = "benchmark passphrase 2026"
 DIRECTORY_SIZE = 100_000
@@ -42,56 +47,6 @@ CLIENT_SECRET = "bench-client-secret"
 CLIENT_CREDENTIALS_BODY = (
     f"grant_type=client_credentials&client_id=bench&client_secret={CLIENT_SECRET}"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def database_url(name: str) -> str:
-    # Through make_url: a Unix-socket URL keeps its ?host= (the embedded PostgreSQL's).
-    return make_url(DB).set(database=name).render_as_string(hide_password=False)
-
-
-def recreate_database(name: str) -> None:
-    admin = DB.replace("postgresql+asyncpg://", "postgresql://")
-    for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
-        subprocess.run(["psql", admin, "-qc", sql], check=True)
-
-
-def worker_rss_mb(master: int) -> float:
-    """Resident memory of a gunicorn master's (first) worker, in MB."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    status = Path(f"/proc/{children[0]}/status").read_text()
-    kib = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
-    return kib / 1024
-
-
-def request(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:  # type: ignore[type-arg]
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=10) as response:
-        text = response.read()
-        return json.loads(text) if text else {}
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited while starting: {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"not ready: {url}")
 
 
 def main() -> int:
@@ -323,33 +278,13 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
 
-    baseline = results[0].rps
-    lines = [
-        f"# Benchmark results ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
-        "",
-        f"`uv run python bench/run.py --duration {args.duration} --connections {args.connections} --workers {args.workers}`"
-        f" on {os.cpu_count()} cores; wrk on the same machine (2 threads), PostgreSQL and Redis local.",
-        "",
-        "| scenario | what it does | req/s | vs bare FastAPI | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {r.what} | {r.rps:.0f} | {r.rps / baseline:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
-        )
-    lines.append("")
-    lines.append(
+    notes = [
         "Start (process start to /readyz 200, the four started at once): "
-        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ready_after.items())
-    )
-    lines.append(
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ready_after.items()),
         "RSS of each worker after the runs: "
-        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
-    )
-    out = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items()),
+    ]
+    print(write_table(results, args, notes))
     return 1 if any(r.errors for r in results) else 0
 
 
