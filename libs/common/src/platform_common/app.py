@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, FastAPI
 
-from platform_common.db import create_engine, create_sessionmaker
+from platform_common.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from platform_common.edge import EdgeMiddleware
 from platform_common.error_handlers import ExceptionHandler, install_error_handlers
 from platform_common.errors import Problem
@@ -153,6 +153,7 @@ def create_service_app(
         settings=settings,
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
+        read_sessionmaker=create_read_sessionmaker(engine),
         redis=redis,
         revocations=RevocationStore(redis, settings.revocation_cache_seconds),
     )

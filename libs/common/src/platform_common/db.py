@@ -52,6 +52,16 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: the same pool, in autocommit, so a read is one
+    round trip instead of BEGIN, the query and COMMIT. Each statement sees its own snapshot."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
 async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request, committed or rolled back at the edge."""
     sessionmaker = platform_state(connection.app).sessionmaker
@@ -69,6 +79,16 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
             raise
         else:
             await session.commit()
+
+
+async def get_read_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency for handlers that only read, or write at most one idempotent
+    statement (users' just-in-time profile): nothing spans statements, so nothing to commit."""
+    async with platform_state(connection.app).read_sessionmaker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 # scope="function": commit before the response is sent, so a 2xx means the change is durable

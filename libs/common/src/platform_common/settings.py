@@ -36,10 +36,12 @@ class ServiceSettings(BaseSettings):
     database_url: str | None = None
     # A fixed pool per worker: overflow connections are opened and closed under load, and
     # that churn (TCP, TLS attempt, startup) cost more than the queries. A request that
-    # cannot get a connection within the timeout answers 503 with Retry-After.
+    # cannot get a connection within the timeout answers 503 with Retry-After: 4 s, so that
+    # under overload requests queue rather than fail, and still answer before the 5 s that
+    # clients and the ingress wait.
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    db_pool_timeout_seconds: float = Field(default=4.0, gt=0)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
 
     # redis://host:port/db, rediss:// for TLS, or unix:///path/to/socket.

@@ -3,7 +3,7 @@
 ```
 PlatformState              app.state.platform, set once when the app is built
   settings                 the service's settings (its own subclass)
-  engine, sessionmaker     the database
+  engine, sessionmaker     the database (read_sessionmaker: autocommit, for pure reads)
   redis, revocations       Redis and the session-revocation store on it
   readiness                flips to draining when shutdown starts
   metrics_registry         where the service's own metrics go
@@ -47,6 +47,7 @@ class PlatformState:
     settings: ServiceSettings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
     revocations: RevocationStore
     readiness: Readiness = field(default_factory=Readiness)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from platform_common.db import SessionDep
+from platform_common.db import ReadSessionDep, SessionDep
 from platform_common.pagination import Page, PageParamsDep
 from platform_common.security import CurrentPrincipal, CurrentUser, RequireAdmin
 from platform_common.text import NO_NUL
@@ -80,7 +80,7 @@ async def update_me(
 
 @router.post("/lookup", response_model=list[UserSummary])
 async def lookup(
-    data: LookupRequest, _: CurrentPrincipal, db: SessionDep, users: UsersServiceDep
+    data: LookupRequest, _: CurrentPrincipal, db: ReadSessionDep, users: UsersServiceDep
 ) -> Any:
     """Names and emails for 1 to 100 ids, for any authenticated caller (users or services).
 
@@ -115,7 +115,7 @@ async def list_users(
 
 @router.get("/{user_id}", response_model=ProfileRead)
 async def get_user(
-    user_id: uuid.UUID, user: CurrentUser, db: SessionDep, users: UsersServiceDep
+    user_id: uuid.UUID, user: CurrentUser, db: ReadSessionDep, users: UsersServiceDep
 ) -> Any:
     """The caller's own profile, or anyone's for a platform admin; 404 otherwise."""
     return await users.get_profile(db, user, user_id)
