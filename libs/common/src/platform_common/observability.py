@@ -59,11 +59,11 @@ def setup_logging(settings: ServiceSettings) -> None:
 def setup_tracing(settings: ServiceSettings) -> None:
     """Install the process's tracer provider once (again in each forked worker)."""
     global _tracing_pid
-    if _tracing_pid == os.getpid():
+    # An app built with tracing disabled installs nothing, and must not keep a later app of
+    # the same process (the test suite builds many) from installing the provider.
+    if _tracing_pid == os.getpid() or settings.otel_sdk_disabled:
         return
     _tracing_pid = os.getpid()
-    if settings.otel_sdk_disabled:
-        return
     resource = Resource.create(
         {"service.name": settings.otel_service_name or settings.service_name}
     )
