@@ -57,12 +57,12 @@ def main() -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 s per scenario and a small directory: proves the bench runs, measures nothing",
+        help="1 s per scenario and a small directory: proves the bench runs, measures nothing",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.md")
     args = parser.parse_args()
     if args.quick:
-        args.duration = 2
+        args.duration = 1
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     keys = tmp / "keys"
