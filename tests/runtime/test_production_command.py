@@ -130,6 +130,8 @@ def test_health_register_login_through_two_workers(auth_server: Gunicorn) -> Non
         assert client.get("/livez").status_code == 200
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
+        # The worker class announces nothing about the server it runs.
+        assert "server" not in ready.headers
 
         before = scrape(auth_server)
         email = f"runtime-{secrets.token_hex(4)}@example.com"

@@ -63,6 +63,21 @@ async def hold(db: SessionDep) -> dict[str, bool]:
     return {"held": True}
 
 
+@router.get("/multi")
+async def multi_get() -> dict[str, str]:
+    return {"method": "GET"}
+
+
+@router.patch("/multi")
+async def multi_patch() -> dict[str, str]:
+    return {"method": "PATCH"}
+
+
+@router.delete("/multi", status_code=204)
+async def multi_delete() -> None:
+    return None
+
+
 @router.post("/echo")
 async def echo(body: dict[str, Any]) -> dict[str, int]:
     return {"keys": len(body)}

@@ -161,3 +161,28 @@ async def test_no_connection_to_be_had_is_a_quick_503_not_a_hang(
         assert_problem(waiting, 503, "dependency_unavailable")
         assert waiting.headers["retry-after"] == "1"
         assert (await holder).status_code == 200
+
+
+async def test_405_lists_every_method_served_at_the_path(demo: httpx.AsyncClient) -> None:
+    # /hold is GET and /echo POST: one method each. A path with several routes (one per method,
+    # as FastAPI makes them) lists them all, not only the first route's.
+    response = await demo.put("/api/v1/demo/multi")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
+async def test_policy_headers_on_every_response(demo: httpx.AsyncClient) -> None:
+    for response in (
+        await demo.post("/api/v1/demo/echo", json={"a": 1}),
+        await demo.get("/api/v1/demo/conflict"),
+        await demo.get("/api/v1/demo/boom"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
+        assert response.headers["cache-control"] == "no-store"
+    docs = await demo.get("/api/v1/demo/docs")
+    assert docs.status_code == 200
+    assert "content-security-policy" not in docs.headers

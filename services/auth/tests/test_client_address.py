@@ -11,7 +11,6 @@ from sqlalchemy import select
 from auth.models import UserSession
 from platform_common.state import platform_state
 
-
 # Per-address throttling is not what these tests are about: every login here comes from
 # 127.0.0.1, as do other suites' within the same minute.
 ROOMY = {"login_max_attempts_per_ip": 100_000}

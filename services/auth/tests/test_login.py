@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from platform_testing import assert_problem
@@ -95,3 +97,22 @@ async def test_login_outcomes_are_counted_in_metrics(client: httpx.AsyncClient, 
     assert 'handler="/api/v1/auth/login"' in text
     await client.get("/readyz")
     assert 'handler="/readyz"' in (await client.get("/metrics")).text
+
+
+async def test_token_responses_are_not_stored_but_the_jwks_is_cacheable(
+    client: httpx.AsyncClient, api: Any
+) -> None:
+    user = await api.register()
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"email": user["email"], "password": "a perfectly fine passphrase"},
+    )
+    assert login.status_code == 200
+    assert login.headers["cache-control"] == "no-store"
+    assert login.headers["pragma"] == "no-cache"
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
+    )
+    assert refresh.headers["cache-control"] == "no-store"
+    jwks = await client.get("/api/v1/auth/jwks.json")
+    assert jwks.headers["cache-control"] == "public, max-age=60"

@@ -48,3 +48,14 @@ async def test_user_events_out_of_range_are_422(
     response = await auth.deliver(client, event, user_id)
     body = assert_problem(response, 422, "validation_error")
     assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_get_of_the_post_only_lookup_is_405_not_422(
+    client: httpx.AsyncClient, auth: FakeAuth
+) -> None:
+    caller = auth.user()
+    response = await client.get("/api/v1/users/lookup", headers=caller.headers)
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    # A path segment that is no id is a path no route serves.
+    assert (await client.get("/api/v1/users/not-an-id", headers=caller.headers)).status_code == 404

@@ -3,6 +3,8 @@
 ```
 EdgeMiddleware
   request id        X-Request-ID echoed when sane, else generated; set on every response
+  policy headers    nosniff, no referrer, a strict CSP (not on the docs pages), no-store
+                    (not on the JWKS and discovery documents)
   caller context    the Authorization header, for calls to other services (http.py)
   body limit        413 up front on Content-Length, or mid-stream for chunked bodies
   last resort       anything no exception handler took: logged, answered as a bare 500
@@ -36,6 +38,26 @@ logger = logging.getLogger("platform_common.errors")
 access_logger = logging.getLogger("platform_common.access")
 _NOT_LOGGED = frozenset({"/livez", "/readyz", "/metrics"})
 _ID_HEADER = REQUEST_ID_HEADER.lower().encode()
+# On every response. An API answers JSON, which no browser should sniff, frame or run.
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_STRICT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Tokens, invitations and profiles must not sit in a shared or browser cache (RFC 6749 5.1
+# for token responses); what is public and meant to be cached (the JWKS, discovery) is not.
+_NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+_CACHEABLE_SUFFIXES = ("/jwks.json", "/.well-known/openid-configuration")
+
+
+def response_policy_headers(path: str) -> list[tuple[bytes, bytes]]:
+    headers = list(_SECURITY_HEADERS)
+    # The Swagger UI pages load their scripts and styles: no strict policy there.
+    if "/docs" not in path:
+        headers.append(_STRICT_CSP)
+    if not path.endswith(_CACHEABLE_SUFFIXES):
+        headers.extend(_NO_STORE)
+    return headers
 
 
 class BodyTooLarge(HTTPException):
@@ -69,14 +91,21 @@ class EdgeMiddleware:
         started_at = time.perf_counter()
         status = 500  # what the client gets if nothing starts a response
         response_started = False
-        id_header = (_ID_HEADER, request_id.encode("latin-1"))
+        added = [
+            (_ID_HEADER, request_id.encode("latin-1")),
+            *response_policy_headers(scope["path"]),
+        ]
 
         async def edge_send(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                present = {name for name, _ in message.get("headers", ())}
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *(header for header in added if header[0] not in present),
+                ]
             await send(message)
 
         received = 0

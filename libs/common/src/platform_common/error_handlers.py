@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from platform_common.errors import DependencyUnavailable, ProblemError, problem_response
 from platform_common.request_context import loggable_path
@@ -81,13 +82,35 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         request,
         status=exc.status_code,
         code=_HTTP_CODES.get(exc.status_code, "http_error"),
         detail=str(exc.detail) if exc.detail else HTTPStatus(exc.status_code).phrase,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names only the methods of
+    the first route that matched the path, and FastAPI makes one route per method."""
+    allowed: set[str] = set()
+    scope = {**request.scope, "method": "GET"}
+    routes = list(request.app.router.routes)
+    while routes:
+        route = routes.pop()
+        # FastAPI keeps an included router whole; its routes carry their full paths.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            routes.extend(included.routes)
+        elif route.matches(scope)[0] != Match.NONE:
+            allowed |= getattr(route, "methods", None) or set()
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
 
 
 async def dependency_error_handler(request: Request, exc: Exception) -> Response:

@@ -113,7 +113,9 @@ async def list_users(
     return Page[ProfileRead].build([ProfileRead.model_validate(r) for r in rows], total, page)
 
 
-@router.get("/{user_id}", response_model=ProfileRead)
+# `:uuid`: a path that is no id (`/lookup`, which is POST only) is not this route, so a GET
+# of it answers 405 rather than a 422 about a malformed id.
+@router.get("/{user_id:uuid}", response_model=ProfileRead)
 async def get_user(
     user_id: uuid.UUID, user: CurrentUser, db: ReadSessionDep, users: UsersServiceDep
 ) -> Any:
