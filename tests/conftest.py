@@ -51,6 +51,7 @@ HOST = "127.0.0.1"
 SERVICES = ("auth", "users", "orgs")
 READY_TIMEOUT = 90.0  # two busy cores, three Python processes importing at once
 LOG_TAIL_LINES = 40
+E2E_ORIGIN = "https://app.e2e.example"  # the browser front-end the stack allows
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -240,6 +241,7 @@ def platform(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> It
                 f"{prefix}_REVOCATION_CACHE_SECONDS": "1",
                 # nginx, the ingress, is the one proxy in front of them.
                 f"{prefix}_TRUSTED_PROXIES": "127.0.0.1/32",
+                f"{prefix}_CORS_ORIGINS": E2E_ORIGIN,
             }
         )
 

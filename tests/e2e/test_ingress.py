@@ -136,3 +136,25 @@ def test_a_client_cannot_choose_its_address_through_the_ingress(
     response = api.post("/api/v1/auth/login", json=body, headers={"X-Forwarded-For": forwarded_for})
     assert response.status_code == 200, response.text
     assert _recorded_address(platform, response.json()["access_token"]) == "127.0.0.1"
+
+
+def test_a_browser_preflight_passes_the_ingress(api: httpx.Client) -> None:
+    origin = "https://app.e2e.example"  # tests/conftest.py: *_CORS_ORIGINS
+    preflight = api.options(
+        "/api/v1/orgs",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == origin
+    refused = api.options(
+        "/api/v1/orgs",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in refused.headers
+    actual = api.get("/api/v1/auth/jwks.json", headers={"Origin": origin})
+    assert actual.headers["access-control-allow-origin"] == origin
+    assert "x-request-id" in actual.headers["access-control-expose-headers"].lower()

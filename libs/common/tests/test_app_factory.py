@@ -186,3 +186,45 @@ async def test_policy_headers_on_every_response(demo: httpx.AsyncClient) -> None
     docs = await demo.get("/api/v1/demo/docs")
     assert docs.status_code == 200
     assert "content-security-policy" not in docs.headers
+
+
+async def test_cors_preflight_and_actual_request(make_app, tokens: TokenFactory) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(
+        lambda request: httpx.Response(200, json=tokens.jwks()),
+        cors_origins="https://app.example, https://admin.example",
+    )
+    preflight_headers = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with running(app, raise_app_exceptions=False) as client:
+        allowed = await client.options(
+            "/api/v1/demo/echo", headers={"Origin": "https://app.example", **preflight_headers}
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "POST" in allowed.headers["access-control-allow-methods"]
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in allowed.headers
+
+        refused = await client.options(
+            "/api/v1/demo/echo", headers={"Origin": "https://evil.example", **preflight_headers}
+        )
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+
+        actual = await client.post(
+            "/api/v1/demo/echo", json={"a": 1}, headers={"Origin": "https://admin.example"}
+        )
+        assert actual.headers["access-control-allow-origin"] == "https://admin.example"
+        exposed = actual.headers["access-control-expose-headers"].lower()
+        assert {"x-request-id", "retry-after", "ratelimit"} <= {
+            h.strip() for h in exposed.split(",")
+        }
+
+
+async def test_no_cross_origin_access_by_default(demo: httpx.AsyncClient) -> None:
+    response = await demo.post(
+        "/api/v1/demo/echo", json={"a": 1}, headers={"Origin": "https://app.example"}
+    )
+    assert "access-control-allow-origin" not in response.headers

@@ -115,6 +115,7 @@ orgs:
   "GUNICORN_KEEPALIVE" (toString $v.gunicorn.keepaliveSeconds)
   "GUNICORN_TIMEOUT" (toString $v.gunicorn.timeoutSeconds)
   (printf "%s_TRUSTED_PROXIES" $p) (join "," $v.trustedProxies)
+  (printf "%s_CORS_ORIGINS" $p) (join "," $v.cors.origins)
 -}}
 {{- if ne .name "auth" }}
 {{- $_ := set $data (printf "%s_JWKS_URL" $p) (printf "%s/api/v1/auth/jwks.json" (include "identity-platform.serviceUrl" (dict "root" $root "name" "auth"))) }}

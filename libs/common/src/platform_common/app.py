@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from platform_common.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from platform_common.edge import EdgeMiddleware
@@ -167,6 +168,19 @@ def create_service_app(
         app.include_router(router)
     _declare_body_errors(app)
     state.metrics_registry = instrument_app(app, settings)
+    if settings.cors_origins:
+        # Inside the edge (preflights get a request id too), outside everything else:
+        # a preflight never reaches authentication.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            # Bearer tokens travel in Authorization, not cookies: no credentialed requests.
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Policy", "RateLimit"],
+            max_age=600,
+        )
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

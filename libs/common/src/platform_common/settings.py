@@ -65,6 +65,9 @@ class ServiceSettings(BaseSettings):
     # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated): the ingress
     # controller's pods, say. Default none: the socket peer is the client.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    # Browser origins allowed to call the API (comma-separated; "*" for any, never with
+    # credentials). Empty: no cross-origin access.
+    cors_origins: Annotated[list[str], NoDecode] = []
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
@@ -82,9 +85,9 @@ class ServiceSettings(BaseSettings):
         default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod
-    def _split_cidrs(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
