@@ -38,7 +38,7 @@ MATRIX: tuple[Row, ...] = (
     # statuses: owner, admin, member, viewer, outsider, platform admin, anonymous
     Row("POST", "/api/v1/orgs", (201, 201, 201, 201, 201, 201, 401)),
     Row("GET", "/api/v1/orgs", (200, 200, 200, 200, 200, 200, 401)),
-    Row("GET", "/api/v1/orgs/{slug}", (200, 200, 200, 403, 404, 200, 401)),
+    Row("GET", "/api/v1/orgs/{slug}", (200, 200, 200, 200, 404, 200, 401)),
     Row("PATCH", "/api/v1/orgs/{slug}", (200, 200, 403, 403, 404, 200, 401)),
     Row("DELETE", "/api/v1/orgs/{slug}", (204, 403, 403, 403, 404, 204, 401)),
     Row("GET", "/api/v1/orgs/{slug}/members", (200, 200, 200, 200, 404, 200, 401)),

@@ -198,3 +198,16 @@ async def test_ttl_comes_from_settings(make_client: ClientFactory, people: Peopl
         )
         expires = datetime.fromisoformat(response.json()["expires_at"])
         assert timedelta(hours=23) < expires - datetime.now(UTC) <= timedelta(days=1)
+
+
+async def test_a_viewer_who_accepted_can_read_the_org(
+    client: httpx.AsyncClient, world: OrgWorld, people: People, api: OrgsApi
+) -> None:
+    # Reading the org is viewer+: a viewer used to get 403 for the org it had just joined.
+    invitee = people.user("viewer-invitee")
+    invitation = await api.invite(world.slug, world.admin, invitee.email, role="viewer")
+    accepted = await client.post(accept(invitation["token"]), headers=invitee.headers)
+    assert accepted.status_code == 201, accepted.text
+    org = await client.get(f"/api/v1/orgs/{world.slug}", headers=invitee.headers)
+    assert org.status_code == 200, org.text
+    assert org.json()["role"] == "viewer"

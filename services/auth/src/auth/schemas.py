@@ -13,7 +13,13 @@ from platform_common.text import NO_NUL
 
 class UserCreate(BaseModel):
     email: EmailStr = Field(max_length=320)
-    password: str = Field(max_length=4096, description="8 to 128 characters, not a common one")
+    # The policy (8 to 128 characters, not common, not the email) is checked by the service,
+    # which answers 422 `weak_password`; the schema only documents the limits.
+    password: str = Field(
+        max_length=4096,
+        description="8 to 128 characters, not a common one",
+        json_schema_extra={"minLength": 8, "maxLength": 128},
+    )
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
 
@@ -39,7 +45,11 @@ class RefreshRequest(BaseModel):
 
 class PasswordChange(BaseModel):
     current_password: str = Field(min_length=1, max_length=4096)
-    new_password: str = Field(max_length=4096)
+    new_password: str = Field(
+        max_length=4096,
+        description="8 to 128 characters, not a common one",
+        json_schema_extra={"minLength": 8, "maxLength": 128},
+    )
 
 
 class TokenRequest(BaseModel):

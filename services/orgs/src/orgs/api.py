@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from orgs.dependencies import (
     AdminAccess,
     InvitationServiceDep,
-    MemberAccess,
     MemberServiceDep,
     OrganizationServiceDep,
     OwnerAccess,
@@ -119,9 +118,8 @@ async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageP
 
 
 @router.get("/{slug}", response_model=OrgDetail, summary="Get an organization")
-async def get_org(access: MemberAccess, orgs: OrganizationServiceDep) -> Any:
-    """For the roles member and above (a viewer gets 403, as the API contract says
-    `member+`); non-members get 404."""
+async def get_org(access: ViewerAccess, orgs: OrganizationServiceDep) -> Any:
+    """For any member, viewers included (the API contract: viewer+); non-members get 404."""
     return await orgs.get(access)
 
 
