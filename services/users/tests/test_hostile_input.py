@@ -57,5 +57,6 @@ async def test_get_of_the_post_only_lookup_is_405_not_422(
     response = await client.get("/api/v1/users/lookup", headers=caller.headers)
     assert_problem(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "POST"
-    # A path segment that is no id is a path no route serves.
-    assert (await client.get("/api/v1/users/not-an-id", headers=caller.headers)).status_code == 404
+    # A malformed id is still a 422 about the id.
+    malformed = await client.get("/api/v1/users/not-an-id", headers=caller.headers)
+    assert_problem(malformed, 422, "validation_error")

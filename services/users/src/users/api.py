@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from platform_common.db import ReadSessionDep, SessionDep
 from platform_common.pagination import Page, PageParamsDep
@@ -23,6 +24,17 @@ from users.schemas import (
     UserEvent,
     UserSummary,
 )
+
+
+class UserIdSegment(StringConvertor):
+    """A path segment in the place of a user id: anything but the names of the routes beside
+    it. So `GET /users/lookup` (lookup is POST only) answers 405 instead of reaching
+    `GET /users/{user_id}` as a malformed id, while a malformed id still answers 422."""
+
+    regex = r"(?!lookup$)[^/]+"
+
+
+register_url_convertor("user_id", UserIdSegment())
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 internal_router = APIRouter(prefix="/internal/v1/users", tags=["internal"])
@@ -113,9 +125,7 @@ async def list_users(
     return Page[ProfileRead].build([ProfileRead.model_validate(r) for r in rows], total, page)
 
 
-# `:uuid`: a path that is no id (`/lookup`, which is POST only) is not this route, so a GET
-# of it answers 405 rather than a 422 about a malformed id.
-@router.get("/{user_id:uuid}", response_model=ProfileRead)
+@router.get("/{user_id:user_id}", response_model=ProfileRead)
 async def get_user(
     user_id: uuid.UUID, user: CurrentUser, db: ReadSessionDep, users: UsersServiceDep
 ) -> Any:
