@@ -1,8 +1,22 @@
-"""The service's Redis client: short timeouts, so a dead Redis is a quick 503, not a hang."""
+"""The service's Redis client: short timeouts, so a dead Redis is a quick 503, not a hang.
+
+A pooled connection can be dead without anyone knowing yet (Redis restarted, a proxy or
+firewall dropped it): the first command on it then fails. redis-py retries a command once,
+on a fresh connection, when the failure was the connection's (its `Retry` with the
+connection and timeout errors), so a Redis that came back is used at once instead of each
+stale pooled connection costing one request a 503. Every command the platform sends is
+idempotent (GET, SET with a value, INCR is the login counter's, where one extra count on a
+retried attempt errs on the safe side). Idle connections are also checked before use
+(`health_check_interval`).
+"""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from platform_common.settings import ServiceSettings
 
@@ -13,6 +27,8 @@ def create_redis(settings: ServiceSettings, url: str | None = None) -> Redis:
         url or settings.resolved_redis_url(),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        health_check_interval=30,
+        health_check_interval=5,
+        retry=Retry(NoBackoff(), retries=1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
         decode_responses=True,
     )
