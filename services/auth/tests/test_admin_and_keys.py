@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from jose import jwt
 
 from auth.keys import KeyRing, generate_key_file
+from auth.repository import UserRepository
 from platform_testing import assert_problem
 
 if TYPE_CHECKING:
@@ -97,3 +100,42 @@ def test_production_refuses_to_start_without_keys(tmp_path: Path, make_settings)
         create_app(make_settings(environment="production", signing_keys_dir=tmp_path / "none"))
     with pytest.raises(ConfigurationError, match="DATABASE_URL"):
         create_app(make_settings(environment="production", database_url=None))
+
+
+async def test_the_last_admin_cannot_disable_itself(
+    client: httpx.AsyncClient, api: AuthApi
+) -> None:
+    admin = await api.admin()
+    response = await client.post(f"/api/v1/auth/users/{admin.id}/disable", headers=admin.headers)
+    assert_problem(response, 409, "last_admin")
+    # Nothing changed: still active, the session still works.
+    me = await client.get("/api/v1/auth/sessions", headers=admin.headers)
+    assert me.status_code == 200
+
+
+async def test_two_admins_disabling_each_other_at_once_leave_one(
+    client: httpx.AsyncClient, api: AuthApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = await api.admin(), await api.admin()
+    counted = UserRepository.other_active_admins
+
+    async def count_then_dawdle(self: UserRepository, user_id: uuid.UUID) -> int:
+        # Hold the window between counting and committing open, so that without the lock
+        # both requests would count one other admin and both go ahead.
+        others = await counted(self, user_id)
+        await asyncio.sleep(0.3)
+        return others
+
+    monkeypatch.setattr(UserRepository, "other_active_admins", count_then_dawdle)
+    answers = await asyncio.gather(
+        client.post(f"/api/v1/auth/users/{second.id}/disable", headers=first.headers),
+        client.post(f"/api/v1/auth/users/{first.id}/disable", headers=second.headers),
+    )
+    assert sorted(r.status_code for r in answers) in ([204, 409], [204, 401])
+    # One admin is still active and can act: the other is disabled.
+    survivors = [
+        a
+        for a in (first, second)
+        if (await api.client.get("/api/v1/auth/sessions", headers=a.headers)).status_code == 200
+    ]
+    assert len(survivors) == 1

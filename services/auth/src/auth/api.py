@@ -111,7 +111,11 @@ ACCOUNT_STATE_ROUTE: dict[str, Any] = {
 }
 
 
-@router.post("/users/{user_id}/disable", **ACCOUNT_STATE_ROUTE)
+@router.post(
+    "/users/{user_id}/disable",
+    **ACCOUNT_STATE_ROUTE,
+    responses={409: {"description": "`last_admin`: the last active platform admin"}},
+)
 async def disable_user(user_id: uuid.UUID, db: SessionDep, accounts: AccountServiceDep) -> None:
     await accounts.set_active(db, user_id, active=False)
 

@@ -48,3 +48,11 @@ class UserNotFound(NotFound, code="user_not_found"): ...
 
 
 class InvalidClient(Unauthorized, code="invalid_client"): ...
+
+
+class LastAdmin(
+    Conflict,
+    code="last_admin",
+    title="The last platform admin",
+    detail="This is the last active platform admin: make another admin first.",
+): ...

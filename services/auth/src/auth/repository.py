@@ -7,11 +7,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 
 from auth.models import OutboxEvent, RefreshToken, User, UserSession
 from platform_common.repository import Repository
 from platform_common.text import has_nul
+
+# pg_advisory_xact_lock key of auth's admin changes (any fixed number unique to auth).
+ADMIN_CHANGES_LOCK = 0x61757468
 
 
 class UserRepository(Repository[User]):
@@ -26,6 +29,16 @@ class UserRepository(Repository[User]):
         self.session.add(user)
         await self.session.flush()
         return user
+
+    async def lock_admin_changes(self) -> None:
+        """Serialise, until the transaction ends, every change that can take away an active
+        admin: two admins disabling each other at once then count one after the other."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(ADMIN_CHANGES_LOCK)))
+
+    async def other_active_admins(self, user_id: uuid.UUID) -> int:
+        return await self.count(
+            select(User.id).where(User.role == "admin", User.is_active, User.id != user_id)
+        )
 
 
 class UserSessionRepository(Repository[UserSession]):

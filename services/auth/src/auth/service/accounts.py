@@ -11,7 +11,13 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.errors import EmailTaken, InvalidCredentials, UserNotFound, WrongPassword
+from auth.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    LastAdmin,
+    UserNotFound,
+    WrongPassword,
+)
 from auth.models import OutboxEvent, User
 from auth.passwords import PasswordHasher, check_password_policy
 from auth.repository import OutboxRepository, UserRepository
@@ -91,9 +97,16 @@ class AccountService:
         )
 
     async def set_active(self, db: AsyncSession, user_id: uuid.UUID, active: bool) -> User:
-        user = await UserRepository(db).get(user_id)
+        users = UserRepository(db)
+        if not active:
+            await users.lock_admin_changes()
+        user = await users.get(user_id)
         if user is None:
             raise UserNotFound("No such user.")
+        if not active and user.is_active and user.role == "admin":
+            await db.refresh(user)  # as of now, under the lock
+            if await users.other_active_admins(user.id) == 0:
+                raise LastAdmin
         if user.is_active != active:
             user.is_active = active
             user.updated_at = utcnow()
