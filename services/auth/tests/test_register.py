@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -117,3 +118,28 @@ async def test_concurrent_registrations_of_one_email(client: httpx.AsyncClient, 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 409, 409, 409], [r.text for r in responses]
     assert await count_users(app) == 1
+
+
+async def test_one_form_of_the_address_for_register_and_login(client: httpx.AsyncClient) -> None:
+    password = "a perfectly fine passphrase"
+    tag = uuid.uuid4().hex[:8]
+    decomposed = f"jose\u0301-{tag}@example.com"  # "josé" as e + combining accent
+    created = await client.post(
+        "/api/v1/auth/register", json={"email": decomposed, "password": password, "name": "J"}
+    )
+    assert created.status_code == 201, created.text
+    for spelling in (decomposed, f"jos\u00e9-{tag}@EXAMPLE.com"):
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": spelling, "password": password}
+        )
+        assert login.status_code == 200, (spelling, login.text)
+
+    full_width = f"jos\u00e9-{tag}@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+    duplicate = await client.post(
+        "/api/v1/auth/register", json={"email": full_width, "password": password, "name": "J"}
+    )
+    assert_problem(duplicate, 409, "email_taken")
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": full_width, "password": password}
+    )
+    assert login.status_code == 200, login.text

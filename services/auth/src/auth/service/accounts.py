@@ -11,6 +11,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth.emails import normalize_email
 from auth.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -48,7 +49,7 @@ class AccountService:
         self.sessions = sessions
 
     async def register(self, db: AsyncSession, data: UserCreate, *, role: str = "user") -> User:
-        email = str(data.email).strip().lower()
+        email = normalize_email(str(data.email))
         check_password_policy(data.password, email)
         users = UserRepository(db)
         if await users.get_by_email(email) is not None:

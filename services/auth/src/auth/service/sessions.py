@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.config import AuthSettings
+from auth.emails import normalize_email
 from auth.errors import (
     AccountDisabled,
     InvalidCredentials,
@@ -68,7 +69,7 @@ class SessionService:
     async def authenticate(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
     ) -> User:
-        email = email.strip().lower()
+        email = normalize_email(email)
         await self.throttle.before_attempt(email, client.address)
         user = await UserRepository(db).get_by_email(email)
         if user is None:
