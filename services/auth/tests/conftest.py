@@ -73,6 +73,8 @@ def base_settings(auth_database_url: str, backends: Backends, keys_dir: Path) ->
         "redis_url": backends.redis_url,
         "signing_keys_dir": keys_dir,
         "argon2_time_cost": 1,
+        # Reuse is detected at once unless a test asks for the grace (test_sessions.py).
+        "refresh_reuse_interval_seconds": 0,
         "argon2_memory_kib": 64,
         "users_url": "http://users.test",
         "outbox_poll_seconds": 0.05,

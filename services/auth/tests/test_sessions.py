@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -164,3 +165,30 @@ async def test_password_change_refusals(client: httpx.AsyncClient, api: AuthApi)
     )
     assert_problem(weak, 422, "weak_password")
     await api.login(user.email)  # unchanged
+
+
+async def test_two_tabs_refreshing_at_once_keep_the_session(api: AuthApi, started: Any) -> None:
+    async with started(refresh_reuse_interval_seconds=5) as client:
+        api = type(api)(client, client.app)
+        first = await api.signed_in()
+        both = await asyncio.gather(
+            refresh(client, first.refresh_token), refresh(client, first.refresh_token)
+        )
+        assert [r.status_code for r in both] == [200, 200], [r.text for r in both]
+        # Both tabs go on: each new refresh token works, and the session is alive.
+        for answer in both:
+            again = await refresh(client, answer.json()["refresh_token"])
+            assert again.status_code == 200, again.text
+            tab = Caller(first.id, again.json()["access_token"])
+            assert (await sessions_of(client, tab)).status_code == 200
+
+
+async def test_reuse_after_the_grace_still_ends_the_session(api: AuthApi, started: Any) -> None:
+    async with started(refresh_reuse_interval_seconds=0.5) as client:
+        api = type(api)(client, client.app)
+        first = await api.signed_in()
+        rotated = (await refresh(client, first.refresh_token)).json()
+        await asyncio.sleep(0.8)
+        assert_problem(await refresh(client, first.refresh_token), 401, "invalid_refresh_token")
+        holder = Caller(first.id, rotated["access_token"])
+        assert_problem(await sessions_of(client, holder), 401, "invalid_token")

@@ -28,6 +28,10 @@ class AuthSettings(ServiceSettings):
     signing_keys_dir: Path | None = None
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
+    # A refresh token presented again this soon after its rotation (two tabs refreshing at
+    # once) gets a new pair for the same session instead of counting as reuse; later reuse
+    # still ends the session. 0 turns the grace off.
+    refresh_reuse_interval_seconds: float = Field(default=5.0, ge=0, le=60)
     service_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
 
     # Argon2id cost (OWASP's second recommended profile by default; tests lower it).

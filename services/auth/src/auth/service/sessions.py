@@ -63,6 +63,7 @@ class SessionService:
         self.revocations = revocations
         self.access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
+        self.reuse_grace = timedelta(seconds=settings.refresh_reuse_interval_seconds)
 
     # Login -------------------------------------------------------------------------------
 
@@ -161,7 +162,9 @@ class SessionService:
         user_session = await sessions.get_live(stored.session_id, now)
         if user_session is None or stored.expires_at <= now:
             raise InvalidRefreshToken("The refresh token has expired or its session has ended.")
-        if stored.rotated_at is not None or not await tokens.mark_rotated(stored.id, now):
+        if stored.rotated_at is None and not await tokens.mark_rotated(stored.id, now):
+            await db.refresh(stored)  # a concurrent request rotated it a moment ago
+        if stored.rotated_at is not None and not self._within_reuse_grace(stored, now):
             await self.end_sessions(
                 db, user_session.user_id, reason="refresh_reuse", session_ids=[user_session.id]
             )
@@ -175,6 +178,13 @@ class SessionService:
         await tokens.add(self._refresh_token(user_session, refresh.hash, now))
         await sessions.touch(user_session.id, now)
         return self._pair(user, user_session.id, refresh.value, now)
+
+    def _within_reuse_grace(self, stored: RefreshToken, now: datetime) -> bool:
+        """Presented again right after its rotation: the same client racing itself (two tabs),
+        answered with another pair of the same session, not a stolen token's replay. Only the
+        rotated token's hash is kept, so the successor itself cannot be handed out again."""
+        assert stored.rotated_at is not None
+        return now - stored.rotated_at <= self.reuse_grace
 
     # Ending sessions ---------------------------------------------------------------------
 
