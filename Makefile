@@ -28,8 +28,10 @@ up: sync
 dev: sync
 	$(UV) run python scripts/up.py --reload
 
-## The whole test suite (PostgreSQL/Redis from TEST_DATABASE_URL/TEST_REDIS_URL when set).
+## The whole test suite (PostgreSQL/Redis from TEST_DATABASE_URL/TEST_REDIS_URL when set,
+## else embedded ones); installs nginx, promtool, wrk and helm first when they are missing.
 test: sync
+	bash scripts/install-test-tools.sh
 	$(UV) run pytest $(PYTEST_ARGS)
 
 ## Format check, lint and types.
