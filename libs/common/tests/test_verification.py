@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from platform_common.errors import DependencyUnavailable
 from platform_common.revocation import RevocationStore
 from platform_common.verification import InvalidToken, JWKSKeySource, TokenVerifier
-from platform_testing import Backends, TokenFactory, assert_problem
+from platform_testing import Backends, TokenFactory, assert_problem, flush_redis
 
 from .conftest import AUDIENCE, ISSUER
 
@@ -108,6 +108,7 @@ async def test_algorithm_and_claim_checks() -> None:
 
 async def test_revocation_reaches_another_service_within_the_cache_time(backends) -> None:  # type: ignore[no-untyped-def]
     key = TokenFactory(ISSUER, AUDIENCE)
+    await flush_redis(backends.redis_url)
     redis = Redis.from_url(backends.redis_url, decode_responses=True)
     auth_side = RevocationStore(redis, cache_seconds=1.0)
     users_side = RevocationStore(redis, cache_seconds=1.0)
@@ -199,6 +200,7 @@ async def test_a_verified_token_is_not_verified_again_but_revocation_still_count
 ) -> None:
     factory = TokenFactory(ISSUER, AUDIENCE)
     server = JWKSServer(factory)
+    await flush_redis(backends.redis_url)
     redis = Redis.from_url(backends.redis_url, decode_responses=True)
     store = RevocationStore(redis, cache_seconds=0)
     verifier = verifier_for(server, revocations=store)
@@ -245,3 +247,30 @@ async def test_an_expired_token_is_not_served_from_the_cache() -> None:
     await asyncio.sleep(2.2)
     with pytest.raises(InvalidToken, match="expired"):
         await verifier.verify(token)
+
+
+async def test_a_redis_that_lost_the_revocation_state_fails_closed(backends: Backends) -> None:
+    """No epoch key (a flush or a restart without persistence): every check of a token with a
+    session is 503 with Retry-After, never a 200 for a token that may have been revoked."""
+    factory = TokenFactory(ISSUER, AUDIENCE)
+    await flush_redis(backends.redis_url)
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    store = RevocationStore(redis, cache_seconds=0)
+    verifier = verifier_for(JWKSServer(factory), revocations=store)
+    revoked, live = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.revoke_sessions([revoked], ttl_seconds=60)
+
+    await redis.flushdb()
+    for sid in (revoked, live):
+        with pytest.raises(DependencyUnavailable) as caught:
+            await verifier.verify(factory.mint(sid=sid))
+        assert caught.value.headers["Retry-After"] == "1"
+    # A service token has no session to revoke: unaffected.
+    await verifier.verify(factory.mint(sub="svc:orgs", sid=None))
+
+    # Rebuilt (what auth's RevocationKeeper writes): the revoked one stays revoked.
+    await store.restore({revoked: 60}, epoch="rebuilt")
+    with pytest.raises(InvalidToken, match="ended"):
+        await verifier.verify(factory.mint(sid=revoked))
+    await verifier.verify(factory.mint(sid=live))
+    await redis.aclose()

@@ -208,6 +208,12 @@ def api(client: httpx.AsyncClient, app: FastAPI) -> AuthApi:
 
 
 @pytest.fixture
+def api_for() -> Callable[[httpx.AsyncClient], AuthApi]:
+    """The short-hands on a client of a `started` app."""
+    return lambda client: AuthApi(client, client.app)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
 def started(
     base_settings: dict[str, Any], fake_users: FakeUsers, backends: Backends
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:

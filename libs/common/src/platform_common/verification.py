@@ -30,7 +30,7 @@ from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 from redis.exceptions import RedisError
 
 from platform_common.errors import DependencyUnavailable, Unauthorized
-from platform_common.revocation import RevocationStore
+from platform_common.revocation import RevocationStateLost, RevocationStore
 
 SERVICE_SUBJECT_PREFIX = "svc:"
 VERIFIED_CACHE_SIZE = 10_000
@@ -239,6 +239,12 @@ class TokenVerifier:
         if principal.session_id and self.revocations is not None:
             try:
                 revoked = await self.revocations.is_revoked(principal.session_id)
+            except RevocationStateLost as exc:
+                # Fail closed: a revoked token must not come back with Redis' lost memory.
+                raise DependencyUnavailable(
+                    "Token revocation state is being rebuilt; retry in a moment.",
+                    headers={"Retry-After": "1"},
+                ) from exc
             except RedisError as exc:
                 raise DependencyUnavailable("Token revocation state is unavailable.") from exc
             if revoked:

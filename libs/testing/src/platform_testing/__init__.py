@@ -6,7 +6,8 @@ backends    the PostgreSQL and Redis of the test session (env URLs, testcontaine
 tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer
 apps        running / client_factory (an app and an in-process client), assert_problem
 processes   real processes for the cross-service tests (spawn, stop_process_group)
-embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs)
+embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisServer (a
+            Redis a test can flush, kill and restart)
 ```
 """
 
@@ -20,6 +21,7 @@ from platform_testing.backends import (
     reset_backends,
     worker_number,
 )
+from platform_testing.embedded_redis import RedisServer
 from platform_testing.processes import free_port, log_tail, spawn, stop_process_group
 from platform_testing.tokens import (
     TEST_AUDIENCE,
@@ -38,6 +40,7 @@ __all__ = [
     "TEST_JWKS_URL",
     "Backends",
     "Caller",
+    "RedisServer",
     "TokenFactory",
     "assert_problem",
     "backends",

@@ -164,11 +164,16 @@ async def empty_tables(engine: AsyncEngine, metadata: MetaData) -> None:
 
 
 async def flush_redis(url: str) -> None:
+    """Empty Redis, leaving it as auth leaves a Redis it has rebuilt: holding the revocation
+    epoch, without which every verifier fails closed (platform_common.revocation)."""
     from redis.asyncio import Redis
+
+    from platform_common.revocation import EPOCH_KEY
 
     client = Redis.from_url(url)
     try:
         await client.flushdb()
+        await client.set(EPOCH_KEY, "test")
     finally:
         await client.aclose()
 

@@ -17,6 +17,7 @@ from auth.keys import KeyRing
 from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
+from auth.revocation_sync import RevocationKeeper
 from auth.service import AccountService, ClientCredentials, SessionService
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
@@ -81,10 +82,22 @@ def create_app(
             UsersClient(platform.peer("users"), issuer),
             poll_seconds=settings.outbox_poll_seconds,
         )
+        keeper = RevocationKeeper(
+            platform.sessionmaker,
+            platform.redis,
+            platform.revocations,
+            token_lifetime=sessions.revocation_lifetime,
+            registry=platform.metrics_registry,
+        )
+        keeper_task = asyncio.create_task(keeper.run_forever())
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None
         try:
             yield
         finally:
+            keeper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper_task
+            await keeper.aclose()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from platform_common.clock import utcnow
@@ -41,7 +41,11 @@ class UserSession(UUIDPrimaryKey, Base):
     """A login: what a refresh token belongs to and what an access token's `sid` names."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_user_id_ended_at", "user_id", "ended_at"),)
+    __table_args__ = (
+        Index("ix_sessions_user_id_ended_at", "user_id", "ended_at"),
+        # Rebuilding the revocation keys reads the sessions ended in the last minutes.
+        Index("ix_sessions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
+    )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -92,6 +92,14 @@ class UserSessionRepository(Repository[UserSession]):
         result = await self.session.execute(statement)
         return list(result.scalars().all())
 
+    async def ended_since(self, since: datetime) -> list[tuple[uuid.UUID, datetime]]:
+        """(id, ended_at) of every session ended at or after `since`: the durable record the
+        revocation keys in Redis are rebuilt from."""
+        result = await self.session.execute(
+            select(UserSession.id, UserSession.ended_at).where(UserSession.ended_at >= since)
+        )
+        return [(sid, ended_at) for sid, ended_at in result.all() if ended_at is not None]
+
     async def touch(self, session_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(
             update(UserSession).where(UserSession.id == session_id).values(last_used_at=now)

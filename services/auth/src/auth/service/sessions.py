@@ -62,6 +62,9 @@ class SessionService:
         self.throttle = throttle
         self.revocations = revocations
         self.access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+        # How long a session's revocation must be remembered: an access token lives at most
+        # access_ttl (+ the verifiers' leeway) after issue.
+        self.revocation_lifetime = self.access_ttl + timedelta(seconds=60)
         self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
         self.reuse_grace = timedelta(seconds=settings.refresh_reuse_interval_seconds)
 
@@ -202,8 +205,7 @@ class SessionService:
         ended = await UserSessionRepository(db).end(
             user_id=user_id, now=utcnow(), reason=reason, session_ids=session_ids, keep=keep
         )
-        # An access token lives at most access_ttl (+ the verifiers' leeway) after issue.
-        ttl = int(self.access_ttl.total_seconds()) + 60
+        ttl = int(self.revocation_lifetime.total_seconds())
         await self.revocations.revoke_sessions([str(sid) for sid in ended], ttl)
         return ended
 
