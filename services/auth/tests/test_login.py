@@ -49,12 +49,12 @@ async def test_disabled_account_gets_403(client: httpx.AsyncClient, api) -> None
     assert_problem(response, 403, "account_disabled")
 
 
-async def test_account_is_locked_after_repeated_failures(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_clients_wait_after_repeated_failures(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
     user = await api.register()
     for _ in range(5):
         r = await client.post(URL, json={"email": user["email"], "password": "wrong guess"})
         assert r.status_code == 401
-    # Even the right password is refused while the account is locked.
+    # Even the right password is refused while this client must wait (test_lockout.py).
     locked = await client.post(
         URL, json={"email": user["email"], "password": "a perfectly fine passphrase"}
     )
@@ -64,7 +64,7 @@ async def test_account_is_locked_after_repeated_failures(client: httpx.AsyncClie
     assert "account" in body["detail"]
 
 
-async def test_success_resets_the_account_counter(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
+async def test_success_resets_the_clients_counter(client: httpx.AsyncClient, api) -> None:  # type: ignore[no-untyped-def]
     user = await api.register()
     for _ in range(4):
         await client.post(URL, json={"email": user["email"], "password": "wrong guess"})

@@ -21,6 +21,7 @@ from auth.dependencies import (
 )
 from auth.schemas import (
     LoginRequest,
+    LoginTokens,
     OpenIDConfiguration,
     PasswordChange,
     RefreshRequest,
@@ -49,11 +50,11 @@ async def register(data: UserCreate, db: SessionDep, accounts: AccountServiceDep
     return await accounts.register(db, data)
 
 
-@router.post("/login", response_model=TokenPair, responses={429: {"description": "rate_limited"}})
+@router.post("/login", response_model=LoginTokens, responses={429: {"description": "rate_limited"}})
 async def login(
     data: LoginRequest, db: SessionDep, sessions: SessionServiceDep, client: ClientInfoDep
 ) -> Any:
-    return await sessions.login(db, data.email, data.password, client)
+    return await sessions.login(db, data.email, data.password, client, data.device_token)
 
 
 @router.post("/refresh", response_model=TokenPair)
@@ -153,7 +154,7 @@ async def openid_configuration(settings: SettingsDep, keyring: KeyRingDep) -> An
 
 @router.post(
     "/token",
-    response_model=TokenPair | ServiceToken,
+    response_model=LoginTokens | TokenPair | ServiceToken,
     summary="OAuth2 token endpoint (password, refresh_token, client_credentials)",
     responses={
         400: {"description": "RFC 6749 error"},

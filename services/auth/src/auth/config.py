@@ -39,9 +39,15 @@ class AuthSettings(ServiceSettings):
     argon2_memory_kib: int = Field(default=19_456, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1)
 
-    # Login throttling: failures per account, attempts per client address.
+    # Login throttling (auth.throttle): per account, free attempts then progressive delays
+    # (1 s, 2 s, ... up to the maximum) in separate pools for trusted devices, known addresses
+    # and everyone else; a pool is forgotten after the window without attempts. Per client
+    # address, attempts in a window.
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_account_window_seconds: int = Field(default=900, ge=1)
+    login_max_delay_seconds: int = Field(default=120, ge=1)
+    login_device_token_days: int = Field(default=90, ge=1)
+    login_known_address_days: int = Field(default=30, ge=0)
     login_max_attempts_per_ip: int = Field(default=30, ge=1)
     login_ip_window_seconds: int = Field(default=60, ge=1)
 

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from auth.errors import AccountDisabled, InvalidClient, InvalidCredentials, InvalidRefreshToken
-from auth.schemas import ServiceToken, TokenPair, TokenRequest
+from auth.schemas import LoginTokens, ServiceToken, TokenPair, TokenRequest
 from auth.service import ClientCredentials, ClientInfo, SessionService
 from auth.throttle import LoginRateLimited
 
@@ -84,13 +84,13 @@ async def grant(
     sessions: SessionService,
     clients: ClientCredentials,
     client: ClientInfo,
-) -> TokenPair | ServiceToken | JSONResponse:
+) -> LoginTokens | TokenPair | ServiceToken | JSONResponse:
     """Answer a token request: the tokens, or the RFC 6749 error."""
     try:
         if form.grant_type == "password":
             if not form.username or not form.password:
                 return oauth_error(400, "invalid_request", "username and password are required")
-            return await sessions.login(db, form.username, form.password, client)
+            return await sessions.login(db, form.username, form.password, client, form.device_token)
         if form.grant_type == "refresh_token":
             if not form.refresh_token:
                 return oauth_error(400, "invalid_request", "refresh_token is required")

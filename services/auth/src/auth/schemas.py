@@ -34,9 +34,16 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
+DEVICE_HELP = (
+    "The `device_token` of an earlier successful login to this account, if the client kept "
+    "it: failed logins from other clients then never delay this one."
+)
+
+
 class LoginRequest(BaseModel):
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=4096)
+    device_token: str | None = Field(default=None, max_length=512, description=DEVICE_HELP)
 
 
 class RefreshRequest(BaseModel):
@@ -63,6 +70,7 @@ class TokenRequest(BaseModel):
     client_id: str | None = None
     client_secret: str | None = None
     scope: str | None = None
+    device_token: str | None = Field(default=None, max_length=512, description=DEVICE_HELP)
 
 
 class TokenPair(BaseModel):
@@ -70,6 +78,14 @@ class TokenPair(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class LoginTokens(TokenPair):
+    device_token: str = Field(
+        description="Keep it and send it with the next login to this account (the login body "
+        "or the `/token` form): failed logins from other clients never delay a client that "
+        "shows it (OWASP's device cookies)."
+    )
 
 
 class ServiceToken(BaseModel):

@@ -25,7 +25,7 @@ from auth.errors import (
 from auth.models import RefreshToken, User, UserSession
 from auth.passwords import PasswordHasher
 from auth.repository import RefreshTokenRepository, UserRepository, UserSessionRepository
-from auth.schemas import TokenPair
+from auth.schemas import LoginTokens, TokenPair
 from auth.throttle import LoginRateLimited, LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.clock import utcnow
@@ -71,37 +71,48 @@ class SessionService:
     # Login -------------------------------------------------------------------------------
 
     async def authenticate(
-        self, db: AsyncSession, email: str, password: str, client: ClientInfo
-    ) -> User:
+        self,
+        db: AsyncSession,
+        email: str,
+        password: str,
+        client: ClientInfo,
+        device_token: str | None = None,
+    ) -> tuple[User, str]:
+        """The account and the device token its client keeps; failures are counted by the
+        throttle when the attempt is admitted."""
         email = normalize_email(email)
-        await self.throttle.before_attempt(email, client.address)
+        attempt = await self.throttle.before_attempt(email, client.address, device_token)
         user = await UserRepository(db).get_by_email(email)
         if user is None:
             # Hash anyway, so that timing does not tell which accounts exist.
             await self.hasher.verify(password, self.hasher.dummy_hash)
-            await self.throttle.record_failure(email)
             raise InvalidCredentials
         valid, new_hash = await self.hasher.verify(password, user.password_hash)
         if not valid:
-            await self.throttle.record_failure(email)
             raise InvalidCredentials
-        await self.throttle.record_success(email)
+        device_token = await self.throttle.record_success(attempt)
         if not user.is_active:
             raise AccountDisabled("This account has been disabled.")
         if new_hash:
             user.password_hash = new_hash
-        return user
+        return user, device_token
 
     async def login(
-        self, db: AsyncSession, email: str, password: str, client: ClientInfo
-    ) -> TokenPair:
+        self,
+        db: AsyncSession,
+        email: str,
+        password: str,
+        client: ClientInfo,
+        device_token: str | None = None,
+    ) -> LoginTokens:
         try:
-            user = await self.authenticate(db, email, password, client)
+            user, device_token = await self.authenticate(db, email, password, client, device_token)
         except (InvalidCredentials, AccountDisabled, LoginRateLimited) as exc:
             self.login_attempts.labels(outcome=exc.code).inc()
             raise
         self.login_attempts.labels(outcome="success").inc()
-        return await self.start_session(db, user, client)
+        pair = await self.start_session(db, user, client)
+        return LoginTokens(**pair.model_dump(), device_token=device_token)
 
     async def start_session(self, db: AsyncSession, user: User, client: ClientInfo) -> TokenPair:
         now = utcnow()
