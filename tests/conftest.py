@@ -242,6 +242,9 @@ def platform(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> It
                 # nginx, the ingress, is the one proxy in front of them.
                 f"{prefix}_TRUSTED_PROXIES": "127.0.0.1/32",
                 f"{prefix}_CORS_ORIGINS": E2E_ORIGIN,
+                # The limiter runs; the suite's bursts from one address stay under it.
+                f"{prefix}_RATE_LIMIT_ANONYMOUS": "100000/minute",
+                f"{prefix}_RATE_LIMIT_USER": "100000/minute",
             }
         )
 

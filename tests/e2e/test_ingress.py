@@ -158,3 +158,22 @@ def test_a_browser_preflight_passes_the_ingress(api: httpx.Client) -> None:
     actual = api.get("/api/v1/auth/jwks.json", headers={"Origin": origin})
     assert actual.headers["access-control-allow-origin"] == origin
     assert "x-request-id" in actual.headers["access-control-expose-headers"].lower()
+
+
+def test_rate_limit_headers_reach_the_client_through_the_ingress(
+    api: httpx.Client, platform: Any
+) -> None:
+    """Behind nginx, the caller without a token is counted by the address nginx saw, and
+    the draft's headers reach the client (and a browser may read them: CORS exposes them)."""
+    response = api.get("/api/v1/auth/jwks.json", headers={"Origin": "https://app.e2e.example"})
+    assert response.headers["ratelimit-policy"] == '"anonymous";q=100000;w=60'
+    assert response.headers["ratelimit"].startswith('"anonymous";r=')
+    exposed = response.headers["access-control-expose-headers"].lower()
+    assert "ratelimit-policy" in exposed and "ratelimit" in exposed
+    signed_in = api.post(
+        "/api/v1/auth/login",
+        json={"email": platform.admin_email, "password": platform.admin_password},
+    )
+    token = signed_in.json()["access_token"]
+    me = api.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.headers["ratelimit-policy"].startswith('"admin";q=')

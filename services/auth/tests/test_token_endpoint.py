@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from jose import jwt
@@ -160,3 +160,21 @@ async def test_openapi_offers_the_authorize_button(client: httpx.AsyncClient) ->
     assert flows["password"]["tokenUrl"] == "/api/v1/auth/token"
     docs = await client.get("/api/v1/auth/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_over_the_rate_limit_the_token_endpoint_answers_in_oauth_form(started: Any) -> None:
+    async with started(rate_limit_anonymous="2/minute") as client:
+        form = {"grant_type": "client_credentials", "client_id": "orgs", "client_secret": "x"}
+        statuses = [
+            (await client.post("/api/v1/auth/token", data=form)).status_code for _ in range(2)
+        ]
+        assert statuses == [401, 401]
+        over = await client.post("/api/v1/auth/token", data=form)
+        assert over.status_code == 429
+        assert over.json()["error"] == "slow_down"
+        assert int(over.headers["retry-after"]) >= 1
+        assert over.headers["ratelimit-policy"] == '"anonymous";q=2;w=60'
+        # Elsewhere the same limit answers problem+json.
+        login = await client.post("/api/v1/auth/login", json={"email": "a@b.c", "password": "x"})
+        assert login.status_code == 429
+        assert login.headers["content-type"].startswith("application/problem+json")

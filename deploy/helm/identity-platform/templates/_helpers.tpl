@@ -116,6 +116,11 @@ orgs:
   "GUNICORN_TIMEOUT" (toString $v.gunicorn.timeoutSeconds)
   (printf "%s_TRUSTED_PROXIES" $p) (join "," $v.trustedProxies)
   (printf "%s_CORS_ORIGINS" $p) (join "," $v.cors.origins)
+  (printf "%s_RATE_LIMIT_ANONYMOUS" $p) $v.rateLimits.anonymous
+  (printf "%s_RATE_LIMIT_USER" $p) $v.rateLimits.user
+  (printf "%s_RATE_LIMIT_ADMIN" $p) $v.rateLimits.admin
+  (printf "%s_RATE_LIMIT_SERVICE" $p) $v.rateLimits.service
+  (printf "%s_REQUEST_TIMEOUT_SECONDS" $p) (toString $v.requestTimeoutSeconds)
 -}}
 {{- if ne .name "auth" }}
 {{- $_ := set $data (printf "%s_JWKS_URL" $p) (printf "%s/api/v1/auth/jwks.json" (include "identity-platform.serviceUrl" (dict "root" $root "name" "auth"))) }}

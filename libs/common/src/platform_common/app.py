@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from platform_common.db import create_engine, create_read_sessionmaker, create_sessionmaker
@@ -35,6 +35,7 @@ from platform_common.errors import Problem
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
 from platform_common.observability import instrument_app, setup_logging
+from platform_common.rate_limit import RateLimiter, enforce_rate_limit
 from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
 from platform_common.settings import ServiceSettings
@@ -62,6 +63,15 @@ BODY_ERROR_RESPONSES: dict[int, dict[str, Any]] = {
         (400, "`bad_request`: the body cannot be parsed at all (not UTF-8, for one)"),
         (413, "`payload_too_large`: the body is over the size limit"),
     )
+}
+
+
+RATE_LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "`rate_limited`: over the caller's limit; see `Retry-After` and the "
+        "`RateLimit-Policy` / `RateLimit` headers every response carries",
+        "content": {"application/problem+json": {}},
+    }
 }
 
 
@@ -157,6 +167,11 @@ def create_service_app(
         read_sessionmaker=create_read_sessionmaker(engine),
         redis=redis,
         revocations=RevocationStore(redis, settings.revocation_cache_seconds),
+        rate_limiter=(
+            RateLimiter(redis, settings.rate_limits(), service=settings.service_name)
+            if settings.rate_limit_enabled
+            else None
+        ),
     )
     app.state.platform = state
 
@@ -164,7 +179,12 @@ def create_service_app(
     app.include_router(health_router)
     # Each router declares its own prefix (/api/v1/<service>, or /internal/v1/<service> for
     # service-to-service endpoints, which the ingress never routes).
-    for router in (*routers, *internal_routers):
+    # Every public endpoint is rate limited per caller (platform_common.rate_limit).
+    for router in routers:
+        app.include_router(
+            router, dependencies=[Depends(enforce_rate_limit)], responses=RATE_LIMIT_RESPONSES
+        )
+    for router in internal_routers:
         app.include_router(router)
     _declare_body_errors(app)
     state.metrics_registry = instrument_app(app, settings)

@@ -6,6 +6,7 @@ EdgeMiddleware
   policy headers    nosniff, no referrer, a strict CSP (not on the docs pages), no-store
                     (not on the JWKS and discovery documents)
   caller context    the Authorization header, for calls to other services (http.py)
+  rate-limit headers  RateLimit-Policy / RateLimit, as rate_limit.py left them in the scope
   body limit        413 up front on Content-Length, or mid-stream for chunked bodies
   last resort       anything no exception handler took: logged, answered as a bare 500
   access log        one line per request, with its id, path parameters as `{name}`
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_common.errors import send_problem
 from platform_common.request_context import (
+    RATE_LIMIT_HEADERS,
     REQUEST_ID_HEADER,
     bind_request,
     is_safe_request_id,
@@ -105,6 +107,8 @@ class EdgeMiddleware:
                 message["headers"] = [
                     *message.get("headers", ()),
                     *(header for header in added if header[0] not in present),
+                    # Left in the scope by platform_common.rate_limit.
+                    *scope.get(RATE_LIMIT_HEADERS, ()),
                 ]
             await send(message)
 

@@ -15,6 +15,9 @@ from contextvars import ContextVar, Token
 
 from starlette.types import Scope
 
+# The scope key where platform_common.rate_limit leaves the RateLimit headers for
+# EdgeMiddleware to send (error responses included).
+RATE_LIMIT_HEADERS = "platform.rate_limit_headers"
 REQUEST_ID_HEADER = "X-Request-ID"
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _authorization: ContextVar[str | None] = ContextVar("authorization", default=None)

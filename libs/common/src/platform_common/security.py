@@ -45,6 +45,7 @@ __all__ = [
     "get_principal",
     "require_admin",
     "require_scope",
+    "verified_bearer",
 ]
 
 
@@ -67,16 +68,47 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 
+_BEARER_OUTCOME = "platform.bearer_outcome"
+
+
+async def _bearer_outcome(request: Request) -> Principal | InvalidToken | None:
+    """The request's bearer token verified, once per request (the rate limiter and the
+    endpoint's own dependencies share it): its principal, why it is not valid, or None."""
+    # In the scope itself: the scope's "state" may be shared with the lifespan's.
+    scope = request.scope
+    if _BEARER_OUTCOME in scope:
+        outcome: Principal | InvalidToken | None = scope[_BEARER_OUTCOME]
+        return outcome
+    token = await oauth2_scheme(request)
+    outcome = None
+    if token:
+        verifier = platform_state(request.app).verifier
+        assert verifier is not None, "the app's lifespan has not started"
+        try:
+            outcome = await verifier.verify(token)
+        except InvalidToken as exc:
+            outcome = exc
+    scope[_BEARER_OUTCOME] = outcome
+    return outcome
+
+
+async def verified_bearer(request: Request) -> Principal | None:
+    """The caller's principal when it sent a valid token; None otherwise (an endpoint that
+    requires one answers 401 through get_principal)."""
+    outcome = await _bearer_outcome(request)
+    return outcome if isinstance(outcome, Principal) else None
+
+
 async def get_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
     if not token:
         raise NotAuthenticated
-    verifier = platform_state(request.app).verifier
-    assert verifier is not None, "the app's lifespan has not started"
-    principal = await verifier.verify(token)
-    request.state.principal = principal
-    return principal
+    outcome = await _bearer_outcome(request)
+    if isinstance(outcome, InvalidToken):
+        raise outcome
+    assert outcome is not None
+    return outcome
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

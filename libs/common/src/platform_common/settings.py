@@ -62,12 +62,21 @@ class ServiceSettings(BaseSettings):
     # Calls to the other services.
     http_timeout_seconds: float = Field(default=2.0, gt=0)
 
+
     # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated): the ingress
     # controller's pods, say. Default none: the socket peer is the client.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
     # Browser origins allowed to call the API (comma-separated; "*" for any, never with
     # credentials). Empty: no cross-origin access.
     cors_origins: Annotated[list[str], NoDecode] = []
+
+    # Per-caller limits on every API endpoint, per role, in `limits`' notation ("N/minute";
+    # platform_common.rate_limit). A caller without a valid token counts by client address.
+    rate_limit_enabled: bool = True
+    rate_limit_anonymous: str = "300/minute"
+    rate_limit_user: str = "1200/minute"
+    rate_limit_admin: str = "3000/minute"
+    rate_limit_service: str = "30000/minute"
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
@@ -91,6 +100,27 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator(
+        "rate_limit_anonymous", "rate_limit_user", "rate_limit_admin", "rate_limit_service"
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
+        return value
+
+    def rate_limits(self) -> dict[str, str]:
+        return {
+            "anonymous": self.rate_limit_anonymous,
+            "user": self.rate_limit_user,
+            "admin": self.rate_limit_admin,
+            "service": self.rate_limit_service,
+        }
 
     @model_validator(mode="after")
     def _check_algorithms(self) -> ServiceSettings:

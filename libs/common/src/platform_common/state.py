@@ -5,6 +5,7 @@ PlatformState              app.state.platform, set once when the app is built
   settings                 the service's settings (its own subclass)
   engine, sessionmaker     the database (read_sessionmaker: autocommit, for pure reads)
   redis, revocations       Redis and the session-revocation store on it
+  rate_limiter             per-caller limits (platform_common.rate_limit), None when off
   readiness                flips to draining when shutdown starts
   metrics_registry         where the service's own metrics go
   peers                    name -> ServiceClient, opened by the lifespan
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from platform_common.http import ServiceClient
+    from platform_common.rate_limit import RateLimiter
     from platform_common.verification import TokenVerifier
 
 
@@ -54,6 +56,7 @@ class PlatformState:
     metrics_registry: Any = None
     peers: dict[str, ServiceClient] = field(default_factory=dict)
     verifier: TokenVerifier | None = None
+    rate_limiter: RateLimiter | None = None
 
     def peer(self, name: str) -> ServiceClient:
         return self.peers[name]

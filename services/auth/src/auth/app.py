@@ -22,7 +22,8 @@ from auth.service import AccountService, ClientCredentials, SessionService
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
-from platform_common.error_handlers import http_exception_handler
+from platform_common.error_handlers import http_exception_handler, problem_error_handler
+from platform_common.rate_limit import RateLimitExceeded
 from platform_common.security import StaticKeySource
 from platform_common.state import platform_state
 
@@ -43,6 +44,7 @@ def create_app(
     *,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
     run_outbox: bool = True,
+    run_revocation_keeper: bool = True,
 ) -> FastAPI:
     settings = settings or get_settings()
     keyring = KeyRing.load(
@@ -85,22 +87,28 @@ def create_app(
             UsersClient(platform.peer("users"), issuer),
             poll_seconds=settings.outbox_poll_seconds,
         )
-        keeper = RevocationKeeper(
-            platform.sessionmaker,
-            platform.redis,
-            platform.revocations,
-            token_lifetime=sessions.revocation_lifetime,
-            registry=platform.metrics_registry,
+        # Not in auth-migrate's seeding: no background work, no metric files there.
+        keeper = (
+            RevocationKeeper(
+                platform.sessionmaker,
+                platform.redis,
+                platform.revocations,
+                token_lifetime=sessions.revocation_lifetime,
+                registry=platform.metrics_registry,
+            )
+            if run_revocation_keeper
+            else None
         )
-        keeper_task = asyncio.create_task(keeper.run_forever())
+        keeper_task = asyncio.create_task(keeper.run_forever()) if keeper is not None else None
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None
         try:
             yield
         finally:
-            keeper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper_task
-            await keeper.aclose()
+            if keeper is not None and keeper_task is not None:
+                keeper_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper_task
+                await keeper.aclose()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -116,7 +124,10 @@ def create_app(
         # auth verifies its own tokens with the keys it holds: no HTTP call to itself.
         key_source=lambda app: StaticKeySource(keyring.jwks()["keys"]),
         transports=transports,
-        exception_handlers={StarletteHTTPException: oauth_body_errors},
+        exception_handlers={
+            StarletteHTTPException: oauth_body_errors,
+            RateLimitExceeded: oauth_rate_limited,
+        },
     )
     # Keys are loaded before start-up so that /jwks.json works as soon as the app exists.
     app.state.keyring = keyring
@@ -131,3 +142,12 @@ async def oauth_body_errors(request: Request, exc: Exception) -> Response:
     if exc.status_code == 400 and request.url.path == TOKEN_PATH:
         return oauth_error(400, "invalid_request", str(exc.detail))
     return await http_exception_handler(request, exc)
+
+
+async def oauth_rate_limited(request: Request, exc: Exception) -> Response:
+    """Over the per-caller rate limit at the OAuth2 endpoint: RFC 6749's form (`slow_down`, as
+    for login throttling there); problem+json everywhere else."""
+    assert isinstance(exc, RateLimitExceeded)
+    if request.url.path == TOKEN_PATH:
+        return oauth_error(429, "slow_down", exc.detail, exc.headers)
+    return await problem_error_handler(request, exc)

@@ -22,7 +22,7 @@ async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
     """Create (or promote) the platform admin; True when the account was created."""
     from auth.app import create_app
 
-    app = create_app(settings, run_outbox=False)
+    app = create_app(settings, run_outbox=False, run_revocation_keeper=False)
     async with (
         app.router.lifespan_context(app),
         platform_state(app).sessionmaker() as db,

@@ -70,7 +70,7 @@ class TokenRequest(BaseModel):
     client_id: str | None = None
     client_secret: str | None = None
     scope: str | None = None
-    device_token: str | None = Field(default=None, max_length=512, description=DEVICE_HELP)
+    device_token: str | None = Field(default=None, description=DEVICE_HELP)
 
 
 class TokenPair(BaseModel):
