@@ -3,6 +3,8 @@
 ```
 create_service_app(settings, routers, resources=...)
   middleware:  Edge (X-Request-ID, caller's Authorization, 413, last-resort 500, access log)
+               outermost; innermost Deadline (503 `request_timeout` when nothing answered
+               within `request_timeout_seconds`)
   handlers:    problem+json for ProblemError, validation, HTTP errors, dependency failures,
                then the service's own `exception_handlers`
   routes:      /livez /readyz /metrics, the service's routers (each declares its prefix:
@@ -29,6 +31,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from platform_common.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from platform_common.deadline import DeadlineMiddleware
 from platform_common.edge import EdgeMiddleware
 from platform_common.error_handlers import ExceptionHandler, install_error_handlers
 from platform_common.errors import Problem
@@ -187,6 +190,10 @@ def create_service_app(
     for router in internal_routers:
         app.include_router(router)
     _declare_body_errors(app)
+    if settings.request_timeout_seconds:
+        # Added first = innermost: the metrics, traces, CORS headers and the edge's request id
+        # and access log treat its 503 like any other answer.
+        app.add_middleware(DeadlineMiddleware, timeout_seconds=settings.request_timeout_seconds)
     state.metrics_registry = instrument_app(app, settings)
     if settings.cors_origins:
         # Inside the edge (preflights get a request id too), outside everything else:

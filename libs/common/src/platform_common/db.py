@@ -42,10 +42,27 @@ def create_engine(settings: ServiceSettings, url: str | None = None) -> AsyncEng
         pool_recycle=1800,
         connect_args={
             "server_settings": server_settings,
-            "timeout": settings.db_pool_timeout_seconds,
-            "command_timeout": max(settings.db_statement_timeout_ms / 1000, 1) + 5,
+            **_driver_timeouts(settings),
         },
     )
+
+
+def _driver_timeouts(settings: ServiceSettings) -> dict[str, float]:
+    """asyncpg's own bounds, for a server that accepts and then stops answering: past the
+    request deadline (deadline.py) the client has its 503, and the abandoned request must
+    not hold a pooled connection much longer. The command timeout stays above the statement
+    timeout so that a slow query ends with PostgreSQL's error, not a dropped connection."""
+    statement = settings.db_statement_timeout_ms / 1000
+    deadline = settings.request_timeout_seconds
+    if not deadline:
+        return {
+            "timeout": settings.db_pool_timeout_seconds,
+            "command_timeout": max(statement, 1) + 5,
+        }
+    return {
+        "timeout": min(settings.db_pool_timeout_seconds, deadline),
+        "command_timeout": max(statement, deadline) + 1,
+    }
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

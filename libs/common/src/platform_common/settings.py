@@ -62,6 +62,11 @@ class ServiceSettings(BaseSettings):
     # Calls to the other services.
     http_timeout_seconds: float = Field(default=2.0, gt=0)
 
+    # Every request (but the probes and /metrics) that has not begun its answer by then gets
+    # a 503 `request_timeout` with Retry-After: 1 (platform_common.deadline), so a hung
+    # dependency is an answer before the clients and the ingress give up. Also bounds
+    # asyncpg's connect and command timeouts (db.py). 0 disables.
+    request_timeout_seconds: float = Field(default=5.0, ge=0)
 
     # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated): the ingress
     # controller's pods, say. Default none: the socket peer is the client.
