@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from platform_testing import assert_problem
+from platform_testing import Backends, assert_problem, flush_redis
 
 if TYPE_CHECKING:
     from conftest import Caller, FakeUsers, OrgsApi, OrgWorld, People
@@ -29,8 +29,11 @@ async def change_role(
 
 
 async def test_list_has_names_from_one_batched_lookup_with_the_callers_context(
-    client: httpx.AsyncClient, world: OrgWorld, users: FakeUsers
+    client: httpx.AsyncClient, world: OrgWorld, users: FakeUsers, backends: Backends
 ) -> None:
+    # Adding the members cached their cards (platform_common.cache): start without them.
+    await flush_redis(backends.redis_url)
+    users.calls.clear()
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     response = await client.get(
         members(world.slug),
@@ -59,18 +62,24 @@ async def test_list_has_names_from_one_batched_lookup_with_the_callers_context(
     assert call.method == "POST" and call.url.path == "/api/v1/users/lookup"
     assert sorted(users.lookups()[0]) == sorted(by_id)
     assert call.headers["authorization"] == f"Bearer {world.viewer.token}"
+
+    # The cards are now cached: the next page view asks users nothing.
+    again = await client.get(members(world.slug), headers=world.viewer.headers)
+    assert again.json()["items"] == page["items"]
+    assert len(users.calls) == 1
     assert call.headers["x-request-id"] == "req-members-1"
     # Same trace, new (client) span.
     assert call.headers["traceparent"].split("-")[1] == traceparent.split("-")[1]
 
 
 async def test_one_lookup_per_page(
-    client: httpx.AsyncClient, people: People, api: OrgsApi, users: FakeUsers
+    client: httpx.AsyncClient, people: People, api: OrgsApi, users: FakeUsers, backends: Backends
 ) -> None:
     owner = people.user()
     org = await api.create_org(owner)
     for _ in range(4):
         await api.add_member(org["slug"], owner, people.user(), "viewer")
+    await flush_redis(backends.redis_url)  # no cards cached by the adds
     users.calls.clear()
 
     first = await client.get(members(org["slug"]), params={"limit": 2}, headers=owner.headers)
@@ -83,9 +92,10 @@ async def test_one_lookup_per_page(
 
 
 async def test_a_member_unknown_to_users_is_listed_without_name(
-    client: httpx.AsyncClient, world: OrgWorld, users: FakeUsers
+    client: httpx.AsyncClient, world: OrgWorld, users: FakeUsers, backends: Backends
 ) -> None:
     del users.known[world.member.id]
+    await flush_redis(backends.redis_url)  # (users invalidates a deleted user's card)
     response = await client.get(members(world.slug), headers=world.owner.headers)
     item = next(i for i in response.json()["items"] if i["user_id"] == str(world.member.id))
     assert (item["name"], item["email"], item["role"]) == (None, None, "member")

@@ -8,7 +8,8 @@ statement timeout.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
@@ -23,6 +24,8 @@ from starlette.requests import HTTPConnection
 from platform_common.errors import ProblemError
 from platform_common.settings import ServiceSettings
 from platform_common.state import platform_state
+
+logger = logging.getLogger(__name__)
 
 
 def create_engine(settings: ServiceSettings, url: str | None = None) -> AsyncEngine:
@@ -88,6 +91,7 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
         except ProblemError as exc:
             if exc.commit_changes:
                 await session.commit()
+                await _run_after_commit(session)
             else:
                 await session.rollback()
             raise
@@ -96,6 +100,28 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
             raise
         else:
             await session.commit()
+            await _run_after_commit(session)
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+_AFTER_COMMIT = "platform.after_commit"
+
+
+def on_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once the request's transaction has committed, before the response
+    goes out (never when it rolls back): what must not be seen before the change is durable,
+    such as invalidating a cache (platform_common.cache)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            # The change is committed: the client gets its answer, the failure a log line.
+            logger.exception("an after-commit step failed")
 
 
 async def get_read_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
@@ -103,6 +129,8 @@ async def get_read_session(connection: HTTPConnection) -> AsyncIterator[AsyncSes
     statement (users' just-in-time profile): nothing spans statements, so nothing to commit."""
     async with platform_state(connection.app).read_sessionmaker() as session:
         yield session
+        # Each statement committed as it ran.
+        await _run_after_commit(session)
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

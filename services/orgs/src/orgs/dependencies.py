@@ -3,6 +3,7 @@ validate and chain.
 
 ```
 UsersClientDep         the call to users, over the app's ServiceClient for the "users" peer
+UserOrgsInvalidationDep  invalidates users' cache of a user's org list after a commit
 OrgsSettingsDep        the settings the app was built with
 OrganizationServiceDep / MemberServiceDep (+ users) / InvitationServiceDep (+ settings)
 CurrentUser (401 without a valid user token)
@@ -22,18 +23,20 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
+from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UsersClient
 from orgs.config import OrgsSettings
 from orgs.errors import NotAllowed
 from orgs.roles import OrgRole
 from orgs.service import InvitationService, MemberService, OrgAccess, OrganizationService
+from platform_common.cache import USER_CARDS, SharedCache
 from platform_common.db import SessionDep
 from platform_common.security import CurrentUser
 from platform_common.state import PlatformStateDep
 
 
 async def get_users_client(platform: PlatformStateDep) -> UsersClient:
-    return UsersClient(platform.peer("users"))
+    return UsersClient(platform.peer("users"), SharedCache(platform.redis, USER_CARDS))
 
 
 UsersClientDep = Annotated[UsersClient, Depends(get_users_client)]
@@ -48,16 +51,29 @@ async def get_orgs_settings(platform: PlatformStateDep) -> OrgsSettings:
 OrgsSettingsDep = Annotated[OrgsSettings, Depends(get_orgs_settings)]
 
 
-async def get_organization_service(db: SessionDep) -> OrganizationService:
-    return OrganizationService(db)
+async def get_user_orgs_invalidation(platform: PlatformStateDep) -> UserOrgsInvalidation:
+    return UserOrgsInvalidation(platform.redis)
 
 
-async def get_member_service(db: SessionDep, users: UsersClientDep) -> MemberService:
-    return MemberService(db, users)
+UserOrgsInvalidationDep = Annotated[UserOrgsInvalidation, Depends(get_user_orgs_invalidation)]
 
 
-async def get_invitation_service(db: SessionDep, settings: OrgsSettingsDep) -> InvitationService:
-    return InvitationService(db, settings)
+async def get_organization_service(
+    db: SessionDep, user_orgs: UserOrgsInvalidationDep
+) -> OrganizationService:
+    return OrganizationService(db, user_orgs)
+
+
+async def get_member_service(
+    db: SessionDep, users: UsersClientDep, user_orgs: UserOrgsInvalidationDep
+) -> MemberService:
+    return MemberService(db, users, user_orgs)
+
+
+async def get_invitation_service(
+    db: SessionDep, settings: OrgsSettingsDep, user_orgs: UserOrgsInvalidationDep
+) -> InvitationService:
+    return InvitationService(db, settings, user_orgs)
 
 
 OrganizationServiceDep = Annotated[OrganizationService, Depends(get_organization_service)]

@@ -116,6 +116,12 @@ class MembershipRepository(_OrgsRepository[Membership]):
     def _of_org(org_id: uuid.UUID) -> Select[Membership]:
         return select(Membership).where(Membership.org_id == org_id)
 
+    async def user_ids(self, org_id: uuid.UUID) -> list[uuid.UUID]:
+        result = await self.session.execute(
+            select(Membership.user_id).where(Membership.org_id == org_id)
+        )
+        return list(result.scalars().all())
+
     async def count_members(self, org_id: uuid.UUID) -> int:
         return await self.count(self._of_org(org_id))
 

@@ -20,9 +20,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from platform_common.cache import SharedCache
 from platform_common.clock import utcnow
+from platform_common.db import on_commit
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
 from platform_common.security import Principal
 from users.clients.orgs import OrgsClient
@@ -41,9 +44,16 @@ class Me:
     organizations: list[OrganizationSummary] | None
 
 
+_ORGANIZATIONS = TypeAdapter(list[OrganizationSummary])
+
+
 class UsersService:
-    def __init__(self, orgs: OrgsClient) -> None:
+    def __init__(self, orgs: OrgsClient, user_orgs: SharedCache, user_cards: SharedCache) -> None:
         self.orgs = orgs
+        # Each user's organizations as orgs last answered, invalidated by orgs on change.
+        self.user_orgs = user_orgs
+        # Names and emails orgs shows on member lists: invalidated here on every change.
+        self.user_cards = user_cards
 
     # The caller ----------------------------------------------------------------------------
 
@@ -76,17 +86,28 @@ class UsersService:
 
     async def me(self, db: AsyncSession, principal: Principal) -> Me:
         # orgs first: a slow orgs then does not hold a database connection while we wait.
-        organizations = await self.organizations_of_caller()
+        organizations = await self.organizations_of_caller(principal)
         profile = await self.get_or_provision(db, principal)
         return Me(profile, organizations)
 
-    async def organizations_of_caller(self) -> list[OrganizationSummary] | None:
-        """The caller's orgs; None when orgs cannot say, so that /me degrades instead."""
+    async def organizations_of_caller(
+        self, principal: Principal
+    ) -> list[OrganizationSummary] | None:
+        """The caller's orgs, from the shared cache or else from orgs; None when orgs cannot
+        say, so that /me degrades instead."""
+        subject = str(principal.user_id)
+        cached = await self.user_orgs.get_many([subject])
+        if subject in cached.hits:
+            return _ORGANIZATIONS.validate_json(cached.hits[subject])
         try:
-            return await self.orgs.organizations_of_caller()
+            organizations = await self.orgs.organizations_of_caller()
         except (DependencyUnavailable, DependencyTimeout) as exc:
             logger.warning("orgs unavailable for /me: %s", exc.detail)
             return None
+        await self.user_orgs.put_many(
+            {subject: _ORGANIZATIONS.dump_json(organizations)}, cached.versions
+        )
+        return organizations
 
     async def update_me(
         self, db: AsyncSession, principal: Principal, data: ProfileUpdate
@@ -95,7 +116,16 @@ class UsersService:
         if data.name is not None and data.name != profile.name:
             profile.name = data.name
             await db.flush()
+            self._card_changed(db, profile.id)
         return profile
+
+    def _card_changed(self, db: AsyncSession, user_id: uuid.UUID) -> None:
+        subjects = [str(user_id)]
+
+        async def invalidate() -> None:
+            await self.user_cards.invalidate(subjects)
+
+        on_commit(db, invalidate)
 
     # Other profiles ------------------------------------------------------------------------
 
@@ -155,6 +185,7 @@ class UsersService:
         )
         if not created:
             await profiles.update_if_newer(user_id, event.version, owned_by_auth)
+            self._card_changed(db, user_id)
         profile = await profiles.reload(user_id)
         if profile is None:  # pragma: no cover - inserted above or already there
             raise ProfileNotFound

@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from platform_common.cache import SharedCache
 from platform_common.errors import DependencyUnavailable
 from platform_common.http import ServiceClient
 
@@ -35,15 +36,37 @@ _LOOKUP_ANSWER = TypeAdapter(list[UserProfile])
 
 
 class UsersClient:
-    def __init__(self, client: ServiceClient) -> None:
+    def __init__(self, client: ServiceClient, cards: SharedCache) -> None:
         self.client = client
+        # Cards users has handed out before, invalidated by users when a profile changes.
+        self.cards = cards
 
     async def lookup(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, UserProfile]:
-        """The profiles of the ids that exist; unknown ids are simply absent."""
+        """The profiles of the ids that exist; unknown ids are simply absent. Cards in the
+        shared cache are not asked again; the others are, in one call, and then cached."""
         if not ids:
             return {}
         if len(ids) > MAX_LOOKUP_IDS:
             raise ValueError(f"at most {MAX_LOOKUP_IDS} ids per lookup")
+        cached = await self.cards.get_many([str(user_id) for user_id in ids])
+        found = {
+            uuid.UUID(subject): UserProfile.model_validate_json(card)
+            for subject, card in cached.hits.items()
+        }
+        missing = [user_id for user_id in ids if str(user_id) not in cached.hits]
+        if missing:
+            fetched = await self._fetch(missing)
+            await self.cards.put_many(
+                {
+                    str(user_id): card.model_dump_json().encode()
+                    for user_id, card in fetched.items()
+                },
+                cached.versions,
+            )
+            found.update(fetched)
+        return found
+
+    async def _fetch(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, UserProfile]:
         response = await self.client.request(
             "POST", LOOKUP_PATH, json={"ids": [str(user_id) for user_id in ids]}
         )

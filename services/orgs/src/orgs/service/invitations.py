@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgs.cache import UserOrgsInvalidation
 from orgs.config import OrgsSettings
 from orgs.errors import (
     AlreadyMember,
@@ -43,10 +44,14 @@ class InvitationIssued:
 
 
 class InvitationService:
-    def __init__(self, db: AsyncSession, settings: OrgsSettings) -> None:
+    def __init__(
+        self, db: AsyncSession, settings: OrgsSettings, user_orgs: UserOrgsInvalidation
+    ) -> None:
+        self.db = db
         self.invitations = InvitationRepository(db)
         self.members = MembershipRepository(db)
         self.settings = settings
+        self.user_orgs = user_orgs
 
     async def invite(self, access: OrgAccess, email: str, role: OrgRole) -> InvitationIssued:
         check_grant(access.effective_role, role)
@@ -96,6 +101,7 @@ class InvitationService:
         # On failure the request rolls back, claim included: the invitation stays open.
         if not await self.members.add(membership):
             raise AlreadyMember("You are already a member of this organization.")
+        self.user_orgs.after_commit(self.db, [principal.user_id])
         # The caller's own name and email come with its token: no call to users needed.
         return MemberView(
             principal.user_id,

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UserProfile, UsersClient
 from orgs.errors import AlreadyMember, LastOwner, MemberNotFound, OrgNotFound, UserNotFound
 from orgs.models import Membership
@@ -44,10 +45,14 @@ class MemberView:
 
 
 class MemberService:
-    def __init__(self, db: AsyncSession, users: UsersClient) -> None:
+    def __init__(
+        self, db: AsyncSession, users: UsersClient, user_orgs: UserOrgsInvalidation
+    ) -> None:
+        self.db = db
         self.orgs = OrganizationRepository(db)
         self.members = MembershipRepository(db)
         self.users = users
+        self.user_orgs = user_orgs
 
     async def list_members(
         self, access: OrgAccess, page: PageParams
@@ -67,6 +72,7 @@ class MemberService:
         membership = Membership(org_id=access.org.id, user_id=user_id, role=role.value)
         if not await self.members.add(membership):
             raise AlreadyMember(f"User {user_id} is already a member.")
+        self.user_orgs.after_commit(self.db, [user_id])
         return MemberView.of(membership, profile)
 
     async def change_role(self, access: OrgAccess, user_id: uuid.UUID, role: OrgRole) -> MemberView:
@@ -80,6 +86,7 @@ class MemberService:
             await self._ensure_another_owner(access)
         authorize_change(await self._current_role(access), OrgRole(target.role), role)
         await self.members.set_role(target, role)
+        self.user_orgs.after_commit(self.db, [user_id])
         return MemberView.of(target, profile)
 
     async def remove(self, access: OrgAccess, user_id: uuid.UUID) -> None:
@@ -94,6 +101,7 @@ class MemberService:
         if not leaving:
             authorize_removal(await self._current_role(access), OrgRole(target.role))
         await self.members.remove(target)
+        self.user_orgs.after_commit(self.db, [user_id])
 
     async def _target(self, access: OrgAccess, user_id: uuid.UUID) -> Membership:
         target = await self.members.get_for_user(access.org.id, user_id)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgs.cache import UserOrgsInvalidation
 from orgs.errors import OrgNotFound, SlugTaken
 from orgs.models import Membership, Organization
 from orgs.repository import MembershipRepository, OrganizationRepository
@@ -53,15 +54,18 @@ class OrgView:
 
 
 class OrganizationService:
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, user_orgs: UserOrgsInvalidation) -> None:
+        self.db = db
         self.orgs = OrganizationRepository(db)
         self.members = MembershipRepository(db)
+        self.user_orgs = user_orgs
 
     async def create(self, principal: Principal, name: str, slug: str) -> OrgView:
         org = Organization(id=uuid.uuid4(), name=name, slug=slug)
         owner = Membership(user_id=principal.user_id, role=OrgRole.OWNER.value)
         if not await self.orgs.add_with_owner(org, owner):
             raise SlugTaken(f"The slug '{slug}' is already taken.")
+        self.user_orgs.after_commit(self.db, [principal.user_id])
         return OrgView.of(org, OrgRole.OWNER)
 
     async def list_for(self, principal: Principal, page: PageParams) -> tuple[list[OrgView], int]:
@@ -89,7 +93,10 @@ class OrganizationService:
 
     async def rename(self, access: OrgAccess, name: str) -> OrgView:
         await self.orgs.rename(access.org, name)
+        self.user_orgs.after_commit(self.db, await self.members.user_ids(access.org.id))
         return await self.get(access)
 
     async def delete(self, access: OrgAccess) -> None:
+        members = await self.members.user_ids(access.org.id)
         await self.orgs.delete(access.org.id)
+        self.user_orgs.after_commit(self.db, members)
