@@ -19,6 +19,19 @@ class Result:
     p99_ms: float
     errors: int
     requests: int
+    non2xx: int = 0
+    timeouts: int = 0
+
+    @property
+    def error_detail(self) -> str:
+        """The errors, split: answers other than 2xx/3xx, client timeouts, other socket errors."""
+        if not self.errors:
+            return "0"
+        other = self.errors - self.non2xx - self.timeouts
+        parts = [f"{self.non2xx} non-2xx"] if self.non2xx else []
+        parts += [f"{self.timeouts} timeouts"] if self.timeouts else []
+        parts += [f"{other} socket"] if other else []
+        return f"{self.errors} ({', '.join(parts)})"
 
 
 def wrk(
@@ -28,7 +41,11 @@ def wrk(
     args: argparse.Namespace,
     *extra: str,
     env: dict[str, str] | None = None,
-) -> Result:
+) -> Result | None:
+    """One scenario's figures; None when --only leaves it out (the baseline always runs)."""
+    only = getattr(args, "only", None)
+    if only and not name.startswith("bare") and not any(part in name for part in only):
+        return None
     command = [
         "wrk",
         "-t",
@@ -58,12 +75,14 @@ def wrk(
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0
+    bad_answers = int(non2xx.group(1)) if non2xx else 0
+    timeouts = int(sock.group(4)) if sock else 0
+    errors = bad_answers + (sum(int(g) for g in sock.groups()) if sock else 0)
+    result = Result(
+        name, what, rps, latency("50"), latency("99"), errors, total, bad_answers, timeouts
     )
-    result = Result(name, what, rps, latency("50"), latency("99"), errors, total)
     print(
-        f"  {name:<28} {rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {errors}",
+        f"  {name:<28} {rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.error_detail}",
         flush=True,
     )
     return result
@@ -83,7 +102,7 @@ def write_table(results: list[Result], args: argparse.Namespace, notes: list[str
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r.name} | {r.what} | {r.rps:.0f} | {r.rps / baseline:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        f"| {r.name} | {r.what} | {r.rps:.0f} | {r.rps / baseline:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.error_detail} |"
         for r in results
     ]
     lines += ["", *notes]

@@ -59,6 +59,12 @@ def main() -> int:
         action="store_true",
         help="1 s per scenario and a small directory: proves the bench runs, measures nothing",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda value: value.split(","),
+        help="run only the scenarios whose name contains one of these comma-separated parts "
+        "(and the bare endpoint), e.g. --only 'connections,members'",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.md")
     args = parser.parse_args()
     if args.quick:
@@ -214,7 +220,7 @@ def main() -> int:
         users_me = f"{urls['users']}/api/v1/users/{alice['id']}"
         s1 = ("users GET /users/{own id}", "S1: JWT (cached) + revocation (Redis) + 1 query")
         secret = ("-H", "Content-Type: application/x-www-form-urlencoded")
-        results = [
+        ran = [
             wrk("bare FastAPI /ping", "baseline: no I/O", f"{urls['baseline']}/ping", args),
             wrk(*s1, users_me, args, *auth_header),
             wrk(
@@ -277,6 +283,7 @@ def main() -> int:
                 },
             ),
         ]
+        results = [result for result in ran if result is not None]
         rss = {name: worker_rss_mb(proc.pid) for name, proc in zip(apps, procs, strict=True)}
     finally:
         for proc in procs:
@@ -295,6 +302,7 @@ def main() -> int:
         + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items()),
     ]
     print(write_table(results, args, notes))
+    print(f"service logs (access log lines with each answer's status): {tmp}")
     return 1 if any(r.errors for r in results) else 0
 
 

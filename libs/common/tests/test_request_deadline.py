@@ -30,6 +30,7 @@ from platform_testing import (
     TEST_ISSUER,
     Backends,
     TokenFactory,
+    asgi_get,
     assert_problem,
     client_factory,
     jwks_transport,
@@ -51,17 +52,8 @@ ME = "/api/v1/users/me"
 
 async def call(app: ASGIApp, path: str = "/api/v1/demo/slow") -> tuple[list[Message], float]:
     """One GET through a DeadlineMiddleware; what reached the server, and how long it took."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
     started = time.monotonic()
-    await DeadlineMiddleware(app, timeout_seconds=DEADLINE)(scope, receive, send)
+    sent = await asgi_get(DeadlineMiddleware(app, timeout_seconds=DEADLINE), path)
     return sent, time.monotonic() - started
 
 

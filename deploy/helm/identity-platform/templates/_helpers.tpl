@@ -121,6 +121,7 @@ orgs:
   (printf "%s_RATE_LIMIT_ADMIN" $p) $v.rateLimits.admin
   (printf "%s_RATE_LIMIT_SERVICE" $p) $v.rateLimits.service
   (printf "%s_REQUEST_TIMEOUT_SECONDS" $p) (toString $v.requestTimeoutSeconds)
+  (printf "%s_MAX_REQUESTS_IN_FLIGHT" $p) (toString $v.maxRequestsInFlight)
 -}}
 {{- if ne .name "auth" }}
 {{- $_ := set $data (printf "%s_JWKS_URL" $p) (printf "%s/api/v1/auth/jwks.json" (include "identity-platform.serviceUrl" (dict "root" $root "name" "auth"))) }}

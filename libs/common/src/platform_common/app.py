@@ -3,7 +3,8 @@
 ```
 create_service_app(settings, routers, resources=...)
   middleware:  Edge (X-Request-ID, caller's Authorization, 413, last-resort 500, access log)
-               outermost; innermost Deadline (503 `request_timeout` when nothing answered
+               outermost; innermost Deadline (at most `max_requests_in_flight` at once,
+               the rest queued in order; 503 `request_timeout` when nothing answered
                within `request_timeout_seconds`)
   handlers:    problem+json for ProblemError, validation, HTTP errors, dependency failures,
                then the service's own `exception_handlers`
@@ -190,10 +191,14 @@ def create_service_app(
     for router in internal_routers:
         app.include_router(router)
     _declare_body_errors(app)
-    if settings.request_timeout_seconds:
+    if settings.request_timeout_seconds or settings.max_requests_in_flight:
         # Added first = innermost: the metrics, traces, CORS headers and the edge's request id
         # and access log treat its 503 like any other answer.
-        app.add_middleware(DeadlineMiddleware, timeout_seconds=settings.request_timeout_seconds)
+        app.add_middleware(
+            DeadlineMiddleware,
+            timeout_seconds=settings.request_timeout_seconds,
+            max_in_flight=settings.max_requests_in_flight,
+        )
     state.metrics_registry = instrument_app(app, settings)
     if settings.cors_origins:
         # Inside the edge (preflights get a request id too), outside everything else:

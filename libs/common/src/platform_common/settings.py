@@ -67,6 +67,12 @@ class ServiceSettings(BaseSettings):
     # dependency is an answer before the clients and the ingress give up. Also bounds
     # asyncpg's connect and command timeouts (db.py). 0 disables.
     request_timeout_seconds: float = Field(default=5.0, ge=0)
+    # Requests one worker works on at once; more wait their turn in arrival order (their wait
+    # counts toward the deadline). A bounded set keeps the event loop responsive and stops
+    # requests overtaking each other at the database pool, where the unlucky ones starved
+    # into 503s under overload. Sized against db_pool_size: the extra requests are those
+    # between their queries. 0 admits everything at once.
+    max_requests_in_flight: int = Field(default=32, ge=0, le=10_000)
 
     # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated): the ingress
     # controller's pods, say. Default none: the socket peer is the client.

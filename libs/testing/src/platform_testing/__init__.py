@@ -11,7 +11,7 @@ embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisS
 ```
 """
 
-from platform_testing.apps import assert_problem, client_factory, running, wait_for
+from platform_testing.apps import asgi_get, assert_problem, client_factory, running, wait_for
 from platform_testing.backends import (
     Backends,
     backends,
@@ -42,6 +42,7 @@ __all__ = [
     "Caller",
     "RedisServer",
     "TokenFactory",
+    "asgi_get",
     "assert_problem",
     "backends",
     "bearer",

@@ -23,6 +23,21 @@ async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.05)
         await asyncio.sleep(interval)
 
 
+async def asgi_get(app: Any, path: str) -> list[Any]:
+    """One bare GET straight through an ASGI app (no server, no client); the messages it sent."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+    await app(scope, receive, send)
+    return sent
+
+
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     """Assert an RFC 9457 problem response with the given status and stable code."""
     assert response.status_code == status, response.text
