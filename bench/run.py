@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,10 +31,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+# bench/load.py and bench/stack.py: run.py runs as a script, its folder is on sys.path.
+import sampling
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-# bench/load.py and bench/stack.py: run.py runs as a script, its folder is on sys.path.
 from load import Result, Row, Scenario, run, summarise, table
 from redis import Redis
 from stack import (
@@ -109,6 +110,10 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    def worker_pid(self, name: str) -> int:
+        master = self.procs[name].pid
+        return int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+
     def rss(self) -> dict[str, float]:
         return {name: worker_rss_mb(proc.pid) for name, proc in self.procs.items()}
 
@@ -128,6 +133,12 @@ def main() -> int:
         type=lambda value: value.split(","),
         help="run only the scenarios whose name contains one of these comma-separated parts "
         "(and the bare endpoint), e.g. --only 'connections,members'",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("auth", "users", "orgs"),
+        help="run py-spy on that service's (first) worker during each scenario and write the "
+        "functions with the most samples beside the results (bench/results/profile-*.txt)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.md")
     args = parser.parse_args()
@@ -204,7 +215,9 @@ def main() -> int:
     size = 1_000 if args.quick else DIRECTORY_SIZE
     subprocess.run(["psql", users_db, "-q", "-v", f"size={size}", "-f", str(seed)], check=True)
 
-    stack = Stack(tmp, env, ports)
+    global STACK
+    stack = STACK = Stack(tmp, env, ports)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for name in APPS:
             stack.start(name, workers=1)
@@ -288,8 +301,28 @@ def rounds(args: argparse.Namespace, make: Callable[[], list[Scenario]]) -> list
             for i, s in enumerate(make())
             if i == 0 or not args.only or any(part in s.name for part in args.only)
         ]
-        results.append([run(s, args.duration, args.connections) for s in chosen])
+        results.append([measure(args, s) for s in chosen])
     return results
+
+
+STACK: Stack | None = None
+
+
+def measure(args: argparse.Namespace, scenario: Scenario) -> Result:
+    """One scenario; with --profile, sampled by py-spy on the chosen service's worker."""
+    if not args.profile or STACK is None or scenario.name.startswith(BARE):
+        return run(scenario, args.duration, args.connections)
+    slug = re.sub(r"[^a-z0-9]+", "-", scenario.name.lower()).strip("-")
+    raw = STACK.tmp / f"{slug}.raw"
+    sampler = sampling.start(STACK.worker_pid(args.profile), args.duration, raw)
+    result = run(scenario, args.duration, args.connections)
+    sampler.wait()
+    out = args.out.parent / f"profile-{args.profile}-{slug}.txt"
+    out.write_text(
+        f"{scenario.name}: py-spy on the {args.profile} worker\n{sampling.summary(raw)}\n"
+    )
+    print(f"    profile: {out}", flush=True)
+    return result
 
 
 def scenarios(
