@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -125,6 +126,9 @@ def test_venv_is_the_built_wheels_not_the_workspace(production: Production) -> N
 
 def test_health_register_login_through_two_workers(auth_server: Gunicorn) -> None:
     assert len(auth_server.worker_pids()) == 2
+    # Each worker froze its start-up heap (gunicorn_conf.post_worker_init).
+    frozen = re.findall(r"froze (\d+) start-up objects", auth_server.log_text())
+    assert len(frozen) >= 2 and all(int(n) > 100_000 for n in frozen), auth_server.log_tail()
     base = auth_server.url
     with httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/livez").status_code == 200
