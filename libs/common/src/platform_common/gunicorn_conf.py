@@ -43,9 +43,10 @@ Choices, one by one:
   container survive a restart, and ``child_exit`` marks a dead worker's gauges as gone.
 - ``post_worker_init`` freezes the start-up heap (``gc.freeze()``) once the worker has built
   the app: the modules, models, schemas and routes (over a hundred thousand objects) then
-  live outside the cyclic collector. Without it every full collection walks them all, stopping the event
-  loop for about 120 ms every second or two under load and collecting nothing (bench/README.md);
-  with it one takes a few milliseconds (4 to 25 ms seen) and they come far less often.
+  live outside the cyclic collector. Without it every full collection walks them all,
+  stopping the event loop for about 120 ms every second or two under load and collecting
+  nothing (bench/README.md); with it one takes a few milliseconds (4 to 25 ms seen) and they
+  come far less often.
 - ``post_fork`` starts tracing in the worker through
   ``platform_common.observability.setup_tracing_after_fork`` when it exists: the OTLP
   exporter's background thread does not survive ``fork()``, so it must start after it.
