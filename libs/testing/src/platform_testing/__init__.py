@@ -22,7 +22,13 @@ from platform_testing.backends import (
     worker_number,
 )
 from platform_testing.embedded_redis import RedisServer
-from platform_testing.processes import free_port, log_tail, spawn, stop_process_group
+from platform_testing.processes import (
+    free_port,
+    log_tail,
+    require_tool,
+    spawn,
+    stop_process_group,
+)
 from platform_testing.tokens import (
     TEST_AUDIENCE,
     TEST_ISSUER,
@@ -53,6 +59,7 @@ __all__ = [
     "jwks_transport",
     "log_tail",
     "migrated_database",
+    "require_tool",
     "reset_backends",
     "running",
     "spawn",
