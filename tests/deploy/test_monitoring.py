@@ -24,7 +24,21 @@ KNOWN_METRICS = {
     "http_request_duration_seconds_count",
     "http_request_duration_seconds_sum",
     "up",
-    "auth_login_attempts_total",  # auth's own counter (services/auth/src/auth/service/sessions.py)
+    # auth's own (services/auth/src/auth/service/sessions.py, outbox.py)
+    "auth_login_attempts_total",
+    "auth_refresh_token_reuse_total",
+    "auth_sessions_revoked_total",
+    "auth_outbox_pending_events",
+    "auth_outbox_oldest_pending_age_seconds",
+    # every service's (libs/common/src/platform_common/metrics.py)
+    "peer_request_duration_seconds_bucket",
+    "peer_request_duration_seconds_count",
+    "rate_limited_requests_total",
+    "redis_errors_total",
+    "jwks_refreshes_total",
+    "db_pool_size",
+    "db_pool_connections_in_use",
+    "db_pool_waiting_requests",
 }
 PROMQL_WORDS = {
     # aggregations, keywords and the functions the rules and dashboards use or may use
@@ -118,6 +132,8 @@ def test_dashboard_queries_read_existing_metrics(path: Path) -> None:
     titles = " ".join(p["title"] for p in panels(dashboard["panels"])).lower()
     for topic in ("request rate", "error", "p50", "p95", "p99", "handler", "readiness"):
         assert topic in titles, topic
+    rows = {p["title"] for p in panels(dashboard["panels"]) if p["type"] == "row"}
+    assert rows >= {"Traffic", "Latency", "Errors", "Security", "Dependencies", "Saturation"}
     ids = [p["id"] for p in panels(dashboard["panels"])]
     assert len(ids) == len(set(ids))
 

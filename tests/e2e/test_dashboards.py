@@ -137,6 +137,11 @@ def drive_traffic(api: httpx.Client, accounts: Accounts, platform: Any) -> None:
     }
     assert statuses >= {401, 429}, statuses
 
+    # A refresh token rotated now and presented again after the reuse interval (users'
+    # restart below takes longer than it): reuse detected, the session ended.
+    rotated = api.post("/api/v1/auth/refresh", json={"refresh_token": people[1].refresh_token})
+    assert rotated.status_code == 200, rotated.text
+
     # A peer down: orgs cannot name the members without users (nor has it cached them: the
     # list has not been asked for yet).
     platform.stop("users")
@@ -148,6 +153,8 @@ def drive_traffic(api: httpx.Client, accounts: Accounts, platform: Any) -> None:
             time.sleep(0.5)
     finally:
         platform.start("users")
+    reused = api.post("/api/v1/auth/refresh", json={"refresh_token": people[1].refresh_token})
+    assert reused.status_code == 401, reused.text
     for _ in range(10):
         for name in ("auth", "users", "orgs"):
             # What the kubelet's readiness probes do.
@@ -174,6 +181,34 @@ def traffic(prometheus: PrometheusServer, platform: Any, ingress: Any) -> tuple[
         drive_traffic(api, Accounts(api, platform), platform)
     time.sleep(3)  # the last scrapes
     return started, time.time()
+
+
+# What the traffic did, as the platform's own metrics must have counted it (a panel of zeros
+# would pass the test above).
+P = 'platform="identity-platform"'
+COUNTED = {
+    "bad passwords": f'auth_login_attempts_total{{{P}, outcome="invalid_credentials"}}',
+    "throttled logins": f'auth_login_attempts_total{{{P}, outcome="rate_limited"}}',
+    "refresh-token reuse": f"auth_refresh_token_reuse_total{{{P}}}",
+    "its session revoked": f'auth_sessions_revoked_total{{{P}, reason="refresh_reuse"}}',
+    "orgs finding users unreachable": (
+        f'peer_request_duration_seconds_count{{{P}, app="orgs", peer="users", outcome="unreachable"}}'
+    ),
+    "users asking orgs": (
+        f'peer_request_duration_seconds_count{{{P}, app="users", peer="orgs", outcome="ok"}}'
+    ),
+    "JWKS fetched": f'jwks_refreshes_total{{{P}, outcome="ok"}}',
+    "orgs' 503s": f'http_requests_total{{{P}, app="orgs", status="5xx"}}',
+}
+
+
+def test_the_traffic_is_counted(prometheus: PrometheusServer, traffic: tuple[float, float]) -> None:
+    uncounted = []
+    for what, selector in COUNTED.items():
+        result = prometheus.query(f"sum(max_over_time({selector}[5m]))")
+        if not result or float(result[0]["value"][1]) <= 0:
+            uncounted.append(f"{what}: {selector}")
+    assert not uncounted, uncounted
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[p.name for p in DASHBOARDS])

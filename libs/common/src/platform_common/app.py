@@ -38,7 +38,8 @@ from platform_common.error_handlers import ExceptionHandler, install_error_handl
 from platform_common.errors import Problem
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
-from platform_common.observability import instrument_app, setup_logging
+from platform_common.metrics import PlatformMetrics
+from platform_common.observability import instrument_app, new_registry, setup_logging
 from platform_common.rate_limit import RateLimiter, enforce_rate_limit
 from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
@@ -112,6 +113,7 @@ def create_service_app(
                 url,
                 timeout_seconds=settings.http_timeout_seconds,
                 transport=transports.get(name),
+                durations=metrics.peer_requests,
             )
             for name, url in (peers or {}).items()
         }
@@ -140,6 +142,7 @@ def create_service_app(
                 jwks_http,
                 cache_seconds=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_interval_seconds,
+                refreshes=metrics.jwks_refreshes,
             )
         )
         return TokenVerifier(
@@ -162,8 +165,11 @@ def create_service_app(
         swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
         responses=ERROR_RESPONSES,
     )
-    engine = create_engine(settings, database_url)
-    redis = create_redis(settings, redis_url)
+    registry = new_registry(settings)
+    metrics = PlatformMetrics(registry)
+    metrics.declare_peers(list(peers or {}))
+    engine = create_engine(settings, database_url, metrics=metrics)
+    redis = create_redis(settings, redis_url, errors=metrics.redis_errors)
     state = PlatformState(
         settings=settings,
         engine=engine,
@@ -172,7 +178,9 @@ def create_service_app(
         redis=redis,
         revocations=RevocationStore(redis, settings.revocation_cache_seconds),
         rate_limiter=(
-            RateLimiter(redis, settings.rate_limits(), service=settings.service_name)
+            RateLimiter(
+                redis, settings.rate_limits(), service=settings.service_name, metrics=metrics
+            )
             if settings.rate_limit_enabled
             else None
         ),
@@ -199,7 +207,8 @@ def create_service_app(
             timeout_seconds=settings.request_timeout_seconds,
             max_in_flight=settings.max_requests_in_flight,
         )
-    state.metrics_registry = instrument_app(app, settings)
+    instrument_app(app, settings, registry)
+    state.metrics_registry = registry
     if settings.cors_origins:
         # Inside the edge (preflights get a request id too), outside everything else:
         # a preflight never reaches authentication.

@@ -81,16 +81,21 @@ def setup_tracing_after_fork() -> None:
     _tracing_pid = None
 
 
-def instrument_app(app: FastAPI, settings: ServiceSettings) -> CollectorRegistry:
-    setup_tracing(settings)
-    if not settings.otel_sdk_disabled:
-        FastAPIInstrumentor.instrument_app(app, excluded_urls=_NOT_TRACED)
-
+def new_registry(settings: ServiceSettings) -> CollectorRegistry:
+    """The app's own registry (the process collectors only outside multiprocess mode)."""
     registry = CollectorRegistry(auto_describe=True)
     if not settings.prometheus_multiproc_dir:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
+    return registry
+
+
+def instrument_app(app: FastAPI, settings: ServiceSettings, registry: CollectorRegistry) -> None:
+    setup_tracing(settings)
+    if not settings.otel_sdk_disabled:
+        FastAPIInstrumentor.instrument_app(app, excluded_urls=_NOT_TRACED)
+
     Instrumentator(
         should_group_status_codes=True,
         should_ignore_untemplated=True,
@@ -98,4 +103,3 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> CollectorRegistry
         excluded_handlers=["/metrics", "/livez"],
         registry=registry,
     ).instrument(app).expose(app, include_in_schema=False, should_gzip=True)
-    return registry
