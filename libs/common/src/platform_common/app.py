@@ -39,7 +39,14 @@ from platform_common.errors import Problem
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
 from platform_common.metrics import PlatformMetrics
-from platform_common.observability import instrument_app, new_registry, setup_logging
+from platform_common.observability import (
+    instrument_app,
+    new_registry,
+    setup_logging,
+    trace_engine,
+    trace_http,
+    trace_redis,
+)
 from platform_common.rate_limit import RateLimiter, enforce_rate_limit
 from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
@@ -107,6 +114,8 @@ def create_service_app(
         jwks_http = httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, transport=transports.get("jwks")
         )
+        if traced:
+            trace_http(jwks_http)
         state.peers = {
             name: ServiceClient(
                 name,
@@ -114,6 +123,7 @@ def create_service_app(
                 timeout_seconds=settings.http_timeout_seconds,
                 transport=transports.get(name),
                 durations=metrics.peer_requests,
+                traced=traced,
             )
             for name, url in (peers or {}).items()
         }
@@ -170,6 +180,10 @@ def create_service_app(
     metrics.declare_peers(list(peers or {}))
     engine = create_engine(settings, database_url, metrics=metrics)
     redis = create_redis(settings, redis_url, errors=metrics.redis_errors)
+    traced = not settings.otel_sdk_disabled
+    if traced:
+        trace_engine(engine)
+        trace_redis(redis)
     state = PlatformState(
         settings=settings,
         engine=engine,

@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
+from platform_common.observability import trace_http
 from platform_common.request_context import (
     REQUEST_ID_HEADER,
     current_authorization,
@@ -42,6 +43,7 @@ class ServiceClient:
         timeout_seconds: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
         durations: Histogram | None = None,
+        traced: bool = False,
     ) -> None:
         self.name = name
         self.durations = durations
@@ -52,6 +54,9 @@ class ServiceClient:
             transport=transport,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
+        if traced:
+            # The HTTP client span, inside this call's span (which says which peer).
+            trace_http(self._client)
 
     async def request(
         self,
