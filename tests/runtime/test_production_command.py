@@ -196,6 +196,26 @@ async def test_metrics_count_requests_of_both_workers(auth_server: Gunicorn) -> 
         assert jwks_samples(samples, "http_request_duration_seconds_count") >= sent
 
 
+async def test_pool_gauges_sum_the_live_workers(auth_server: Gunicorn) -> None:
+    """The platform's gauges in multiprocess mode (`livesum`): a pod's figure is its workers'
+    sum, whichever worker answers the scrape."""
+    await fire(f"{auth_server.url}{JWKS}", 20)
+    pool_size = 10  # AUTH_DB_POOL_SIZE's default
+    for _ in range(4):
+        samples = await asyncio.to_thread(scrape, auth_server)
+        sizes = [value for name, _, value in samples if name == "db_pool_size"]
+        assert sizes == [auth_server.workers * pool_size], sizes
+        # Between requests only the background tasks (outbox, revocations) hold one, briefly.
+        (in_use,) = [value for name, _, value in samples if name == "db_pool_connections_in_use"]
+        assert 0 <= in_use <= auth_server.workers
+        peers = {
+            labels["outcome"]
+            for name, labels, _ in samples
+            if name == "peer_request_duration_seconds_count" and labels.get("peer") == "users"
+        }
+        assert peers >= {"ok", "unreachable"}, peers
+
+
 @pytest.fixture
 def prometheus(auth_server: Gunicorn, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """Prometheus scraping the server every second; (its URL, its log)."""

@@ -40,6 +40,7 @@ from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
 from platform_common.metrics import PlatformMetrics
 from platform_common.observability import (
+    exports_traces,
     instrument_app,
     new_registry,
     setup_logging,
@@ -180,7 +181,7 @@ def create_service_app(
     metrics.declare_peers(list(peers or {}))
     engine = create_engine(settings, database_url, metrics=metrics)
     redis = create_redis(settings, redis_url, errors=metrics.redis_errors)
-    traced = not settings.otel_sdk_disabled
+    traced = exports_traces(settings)
     if traced:
         trace_engine(engine)
         trace_redis(redis)

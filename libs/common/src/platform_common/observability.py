@@ -12,7 +12,9 @@
   made, so `traceparent` propagates); `OTEL_SDK_DISABLED=true` turns tracing off. Spans:
   the server span of each request (FastAPI; with the request id as `request.id`), calls to
   peers and the JWKS (httpx, inside platform_common.http's own span), every SQL statement
-  (SQLAlchemy's engine events, so asyncpg's queries) and every Redis command. One
+  (SQLAlchemy's engine events, so asyncpg's queries) and every Redis command, these only
+  when an exporter is configured (`exports_traces`). Sampling: the SDK's standard
+  `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: every trace). One
   `GET /users/me` is one trace across users and orgs (tests/e2e/test_traces.py).
 """
 
@@ -139,11 +141,20 @@ def setup_tracing(settings: ServiceSettings) -> None:
         {"service.name": settings.otel_service_name or settings.service_name}
     )
     provider = TracerProvider(resource=resource)
-    if settings.otel_exporter_otlp_endpoint or settings.otel_exporter_otlp_traces_endpoint:
+    if exports_traces(settings):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+
+
+def exports_traces(settings: ServiceSettings) -> bool:
+    """Whether spans leave the process. Only then are SQL statements, Redis commands and
+    HTTP calls traced: spans nobody receives would cost every request for nothing (the
+    server span stays, for `traceparent`)."""
+    return not settings.otel_sdk_disabled and bool(
+        settings.otel_exporter_otlp_endpoint or settings.otel_exporter_otlp_traces_endpoint
+    )
 
 
 def trace_engine(engine: AsyncEngine) -> None:
