@@ -2,7 +2,10 @@
 
 A Prometheus scrapes auth, users and orgs every second with the scrape configs the
 Prometheus Operator makes of the chart's ServiceMonitors (their relabelling verbatim, so
-the `platform`, `app` and `namespace` labels are the chart's). Traffic then runs through
+the `platform`, `app` and `namespace` labels are the chart's), and evaluates the chart's
+rendered PrometheusRule (the SLO panels read its recording rules, which so meet the real
+metrics: a latency threshold that is no exposed bucket would leave them empty). Traffic
+then runs through
 the ingress: registrations, logins good and bad, a refresh token used twice, `/me`, orgs
 and members, rate-limited logins, a peer down (users stopped: orgs' member list answers
 503). Finally every panel's every query, with the dashboard's variables substituted as
@@ -55,20 +58,21 @@ def prometheus(
     )
     rendered = subprocess.run(
         [helm, "template", "identity-platform", str(CHART_DIR), "--namespace", NAMESPACE,
-         "--set", "metrics.serviceMonitor.enabled=true"],
+         "--set", "metrics.serviceMonitor.enabled=true",
+         "--set", "metrics.prometheusRule.enabled=true"],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
-    monitors = [
-        doc
-        for doc in yaml.safe_load_all(rendered.stdout)
-        if doc and doc["kind"] == "ServiceMonitor"
-    ]
+    docs = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    monitors = [doc for doc in docs if doc["kind"] == "ServiceMonitor"]
     assert len(monitors) == 3
+    (rule,) = [doc for doc in docs if doc["kind"] == "PrometheusRule"]
     targets = {name: f"127.0.0.1:{platform[name].port}" for name in ("auth", "users", "orgs")}
     server = PrometheusServer(
         binary,
         tmp_path_factory.mktemp("prometheus"),
         scrape_configs_from_service_monitors(monitors, targets),
+        # The chart's rules too: the SLO panels read its recording rules.
+        rule["spec"]["groups"],
     )
     server.start()
     try:

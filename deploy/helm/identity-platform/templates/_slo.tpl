@@ -4,6 +4,7 @@ them to files/alerts.yaml's). For each service and window (5m 30m 1h 6h) two rec
 rules, the share of API requests that spent the budget:
   identity_platform:slo_errors:ratio_rate<w>          answered 5xx
   identity_platform:slo_latency_misses:ratio_rate<w>  slower than the service's threshold
+and the objectives (identity_platform:slo_{availability,latency}_objective:ratio),
 and four alerts (Google SRE workbook, "Alerting on SLOs", multiwindow multi-burn-rate):
   IdentityPlatform{Availability,Latency}BudgetBurnFast   1h and 5m above 14.4x the budget
   IdentityPlatform{Availability,Latency}BudgetBurnSlow   6h and 30m above 6x the budget
@@ -20,6 +21,15 @@ groups:
   - name: identity-platform.slo
     rules:
 {{- range $app, $slo := .Values.metrics.slos }}
+      # The objectives as series, for the dashboard's burn-rate panels.
+      - record: identity_platform:slo_availability_objective:ratio
+        expr: vector({{ $slo.availability }} / 100)
+        labels:
+          app: {{ $app }}
+      - record: identity_platform:slo_latency_objective:ratio
+        expr: vector({{ $slo.latency.objective }} / 100)
+        labels:
+          app: {{ $app }}
 {{- range $w := $windows }}
       - record: identity_platform:slo_errors:ratio_rate{{ $w }}
         expr: |

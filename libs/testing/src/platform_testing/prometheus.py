@@ -1,8 +1,9 @@
 """A real Prometheus for the tests: scrape configs in, PromQL answers out.
 
 ```
-PrometheusServer(binary, root, scrape_configs).start()
-  writes <root>/prometheus.yml (1 s scrape and evaluation interval), runs
+PrometheusServer(binary, root, scrape_configs, rule_groups).start()
+  writes <root>/prometheus.yml (1 s scrape and evaluation interval) and <root>/rules.yaml,
+  runs
   prometheus --config.file ... --storage.tsdb.path <root>/tsdb on a free port
   wait_ready(): /-/ready answers 200
   query(promql) / query_range(promql, start, end, step) / label_values(label, match)
@@ -79,10 +80,17 @@ def scrape_configs_from_service_monitors(
 
 
 class PrometheusServer:
-    def __init__(self, binary: str, root: Path, scrape_configs: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        binary: str,
+        root: Path,
+        scrape_configs: list[dict[str, Any]],
+        rule_groups: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.binary = binary
         self.root = root
         self.scrape_configs = scrape_configs
+        self.rule_groups = rule_groups or []
         self.port = free_port()
         self.log_path = root / "prometheus.log"
         self.proc: Any = None
@@ -93,6 +101,8 @@ class PrometheusServer:
 
     def start(self) -> None:
         config = self.root / "prometheus.yml"
+        rules = self.root / "rules.yaml"
+        rules.write_text(yaml.safe_dump({"groups": self.rule_groups}))
         config.write_text(
             yaml.safe_dump(
                 {
@@ -100,6 +110,7 @@ class PrometheusServer:
                         "scrape_interval": SCRAPE_INTERVAL,
                         "evaluation_interval": SCRAPE_INTERVAL,
                     },
+                    "rule_files": [str(rules)],
                     "scrape_configs": self.scrape_configs,
                 }
             )
