@@ -202,7 +202,7 @@ def _run_migration(name: str, env: dict[str, str], log_path: Path) -> subprocess
 
 @pytest.fixture(scope="session")
 def otlp_receiver() -> Iterator[OtlpReceiver]:
-    """Where the e2e stack exports its traces (OTLP/HTTP), for tests/e2e/test_traces.py."""
+    """Where the e2e stack exports its traces (OTLP/HTTP), for tests/e2e/test_one_trace.py."""
     receiver = OtlpReceiver()
     receiver.start()
     try:

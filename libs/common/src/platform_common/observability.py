@@ -15,7 +15,7 @@
   (SQLAlchemy's engine events, so asyncpg's queries) and every Redis command, these only
   when an exporter is configured (`exports_traces`). Sampling: the SDK's standard
   `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: every trace). One
-  `GET /users/me` is one trace across users and orgs (tests/e2e/test_traces.py).
+  `GET /users/me` is one trace across users and orgs (tests/e2e/test_one_trace.py).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ which reads its database, checks revocations and its cache in Redis, and asks or
 user's organizations (nothing cached yet), which reads its own database: every one of those
 spans is in one trace, the request id on the server spans, and users' log line of the
 request carries the trace and span ids.
+
+(Named to run before test_outages.py, which leaves orgs stopped at the end of the folder.)
 """
 
 from __future__ import annotations
