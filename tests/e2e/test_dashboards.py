@@ -5,10 +5,9 @@ Prometheus Operator makes of the chart's ServiceMonitors (their relabelling verb
 the `platform`, `app` and `namespace` labels are the chart's), and evaluates the chart's
 rendered PrometheusRule (the SLO panels read its recording rules, which so meet the real
 metrics: a latency threshold that is no exposed bucket would leave them empty). Traffic
-then runs through
-the ingress: registrations, logins good and bad, a refresh token used twice, `/me`, orgs
-and members, rate-limited logins, a peer down (users stopped: orgs' member list answers
-503). Finally every panel's every query, with the dashboard's variables substituted as
+then runs through the ingress: registrations, logins good and bad, a refresh token used
+twice, `/me`, orgs and members, rate-limited logins, a peer down (users stopped: orgs'
+member list answers 503). Finally every panel's every query, with the dashboard's variables substituted as
 Grafana does ("All" of each variable, `$__rate_interval` from the scrape interval), runs
 as a range query over the test's span: each must return at least one number.
 """
