@@ -5,7 +5,10 @@ backends    the PostgreSQL and Redis of the test session (env URLs, testcontaine
             embedded servers), fresh databases, clean-up between tests
 tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer
 apps        running / client_factory (an app and an in-process client), assert_problem
-processes   real processes for the cross-service tests (spawn, stop_process_group)
+processes   real processes for the cross-service tests (spawn, stop_process_group), and
+            require_tool (a missing prometheus/helm/promtool fails, never skips)
+prometheus  PrometheusServer (a real Prometheus with the chart's scrape configs and rules)
+otlp        OtlpReceiver (the e2e stack's traces, over OTLP/HTTP)
 embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisServer (a
             Redis a test can flush, kill and restart)
 ```
