@@ -149,6 +149,8 @@ def drive_traffic(api: httpx.Client, accounts: Accounts, platform: Any) -> None:
     # list has not been asked for yet).
     platform.stop("users")
     try:
+        # Registration still works; its user event waits in auth's outbox for users.
+        accounts.register("outage")
         for _ in range(5):
             members = api.get(f"/api/v1/orgs/{slug}/members", headers=owner.auth)
             assert members.status_code == 503, members.text
@@ -202,6 +204,8 @@ COUNTED = {
     ),
     "JWKS fetched": f'jwks_refreshes_total{{{P}, outcome="ok"}}',
     "orgs' 503s": f'http_requests_total{{{P}, app="orgs", status="5xx"}}',
+    "an event waiting in the outbox": f"auth_outbox_pending_events{{{P}}}",
+    "its age": f"auth_outbox_oldest_pending_age_seconds{{{P}}}",
 }
 
 
