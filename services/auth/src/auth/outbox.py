@@ -40,18 +40,18 @@ class OutboxRelay:
         registry: CollectorRegistry | None = None,
     ) -> None:
         # Measured by the relay after each round (one query), not per request. Every worker
-        # sees the same table: the pod's figure is the largest (`max`).
+        # sees the same table: the pod's figure is the largest of its live workers (`livemax`).
         self.pending = Gauge(
             "auth_outbox_pending_events",
             "Outbox events not yet delivered to users",
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.oldest_age = Gauge(
             "auth_outbox_oldest_pending_age_seconds",
             "Age of the oldest undelivered outbox event (0 when none waits)",
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.sessionmaker = sessionmaker
         self.users = users
