@@ -44,6 +44,7 @@ from platform_testing import (  # noqa: F401
     stop_process_group,
 )
 from platform_testing import log_tail as _log_tail
+from platform_testing.otlp import OtlpReceiver
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INGRESS_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "ingress.conf.template"
@@ -200,7 +201,20 @@ def _run_migration(name: str, env: dict[str, str], log_path: Path) -> subprocess
 
 
 @pytest.fixture(scope="session")
-def platform(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """Where the e2e stack exports its traces (OTLP/HTTP), for tests/e2e/test_one_trace.py."""
+    receiver = OtlpReceiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(
+    backends: Backends, tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver
+) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     ports = {name: free_port() for name in SERVICES}
     urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
@@ -226,6 +240,9 @@ def platform(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> It
         # Login throttling is auth's own tests' business; repeated local runs within a
         # minute would otherwise share the per-address window in Redis.
         AUTH_LOGIN_MAX_ATTEMPTS_PER_IP="1000",
+        # Traces to the test's receiver, a batch every 100 ms instead of 5 s.
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="100",
     )
     for name in SERVICES:
         prefix = name.upper()

@@ -8,8 +8,6 @@ CI would pass a broken chart.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from platform_testing import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "deploy" / "helm" / "identity-platform"
@@ -39,15 +39,7 @@ Manifest = list[dict[str, Any]]
 
 def find_tool(env_var: str, local: Path | None, name: str, install_hint: str) -> str:
     """$env_var, then the repository-local copy, then PATH; fail (never skip) otherwise."""
-    candidates = [os.environ.get(env_var, ""), str(local) if local else ""]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(name)
-    if found:
-        return found
-    where = "CI" if os.environ.get("CI") == "true" else "this machine"
-    pytest.fail(f"{name} is not installed on {where}: {install_hint} (or set {env_var})")
+    return require_tool(name, install_hint, env_var, local)
 
 
 def find_helm() -> str:

@@ -104,8 +104,13 @@ def check_custom_resource(doc: dict[str, Any], manifest: Manifest) -> None:
         for group in groups:
             assert group["name"]
             for rule in group["rules"]:
-                assert rule["alert"] and rule["expr"]
+                assert rule["expr"]
+                if "record" in rule:
+                    assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z_0-9]+", rule["record"])
+                    continue
+                assert rule["alert"]
                 assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+                assert rule["annotations"]["runbook_url"].startswith("https://")
     elif kind == "HTTPRoute":
         assert doc["spec"]["parentRefs"] and all(ref["name"] for ref in doc["spec"]["parentRefs"])
         for rule in doc["spec"]["rules"]:
@@ -486,9 +491,18 @@ def test_monitoring_objects_appear_only_when_switched_on(
     assert not [o for o in on if o["kind"] in others]
 
 
-def test_prometheus_rule_is_the_alerts_file(renders: dict[str, Manifest]) -> None:
+def test_prometheus_rule_is_the_alerts_file_and_the_slo_rules(
+    renders: dict[str, Manifest],
+) -> None:
     (rule,) = of_kind(renders["prod"], "PrometheusRule")
-    assert rule["spec"] == yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())
+    groups = yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())["groups"]
+    rendered = rule["spec"]["groups"]
+    # The file's groups as they are, but for the runbook link each alert gets.
+    for group in rendered[: len(groups)]:
+        for item in group["rules"]:
+            item["annotations"].pop("runbook_url")
+    assert rendered[: len(groups)] == groups
+    assert [g["name"] for g in rendered[len(groups) :]] == ["identity-platform.slo"]
 
 
 def test_helm_test_pod_checks_every_service(renders: dict[str, Manifest]) -> None:

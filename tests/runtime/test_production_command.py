@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -24,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -198,6 +200,53 @@ async def test_metrics_count_requests_of_both_workers(auth_server: Gunicorn) -> 
         samples = await asyncio.to_thread(scrape, auth_server)
         assert jwks_samples(samples, "http_requests_total") == before_total + sent
         assert jwks_samples(samples, "http_request_duration_seconds_count") >= sent
+
+
+def test_production_logs_are_json_lines(auth_server: Gunicorn) -> None:
+    """In production every app log line is one JSON object a collector can index."""
+    request_id = f"runtime-{secrets.token_hex(6)}"
+    response = httpx.get(
+        f"{auth_server.url}/api/v1/auth/jwks.json", headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 200
+
+    def access_entry() -> dict[str, Any] | None:
+        for line in auth_server.log_text().splitlines():
+            if request_id in line:
+                entry: dict[str, Any] = json.loads(line)  # the whole line, nothing around it
+                return entry
+        return None
+
+    deadline = time.monotonic() + 5
+    while (entry := access_entry()) is None:
+        assert time.monotonic() < deadline, auth_server.log_tail()
+        time.sleep(0.1)
+    assert entry["service"] == "auth"
+    assert entry["level"] == "INFO"
+    assert entry["request_id"] == request_id
+    assert "/api/v1/auth/jwks.json" in entry["message"]
+    # A span exists for every request, exported or not: its ids are in the line.
+    assert len(entry["trace_id"]) == 32 and len(entry["span_id"]) == 16
+
+
+async def test_pool_gauges_sum_the_live_workers(auth_server: Gunicorn) -> None:
+    """The platform's gauges in multiprocess mode (`livesum`): a pod's figure is its workers'
+    sum, whichever worker answers the scrape."""
+    await fire(f"{auth_server.url}{JWKS}", 20)
+    pool_size = 10  # AUTH_DB_POOL_SIZE's default
+    for _ in range(4):
+        samples = await asyncio.to_thread(scrape, auth_server)
+        sizes = [value for name, _, value in samples if name == "db_pool_size"]
+        assert sizes == [auth_server.workers * pool_size], sizes
+        # Between requests only the background tasks (outbox, revocations) hold one, briefly.
+        (in_use,) = [value for name, _, value in samples if name == "db_pool_connections_in_use"]
+        assert 0 <= in_use <= auth_server.workers
+        peers = {
+            labels["outcome"]
+            for name, labels, _ in samples
+            if name == "peer_request_duration_seconds_count" and labels.get("peer") == "users"
+        }
+        assert peers >= {"ok", "unreachable"}, peers
 
 
 @pytest.fixture

@@ -68,6 +68,9 @@ async def test_limits_follow_the_role(limited: httpx.AsyncClient, tokens: TokenF
         (await limited.get("/api/v1/demo/admin-only", headers=admin)).status_code for _ in range(6)
     ]
     assert statuses == [200] * 5 + [429]
+    exposed = (await limited.get("/metrics")).text
+    assert 'rate_limited_requests_total{policy="admin"} 1.0' in exposed
+    assert 'rate_limited_requests_total{policy="user"} 0.0' in exposed
 
 
 async def test_callers_without_a_valid_token_count_by_address(
@@ -105,6 +108,9 @@ async def test_a_failing_redis_does_not_take_public_endpoints_down(
         r = await client.get("/api/v1/demo/whoami")
         assert r.status_code == 401  # let through, not 503: the limiter fails open
         assert "ratelimit" not in r.headers
+        # ... and counted, for the dashboard's Redis errors panel.
+        exposed = (await client.get("/metrics")).text
+        assert 'redis_errors_total{error="ConnectionError"} 1.0' in exposed
 
 
 def test_a_malformed_limit_is_refused_at_start() -> None:

@@ -38,7 +38,16 @@ from platform_common.error_handlers import ExceptionHandler, install_error_handl
 from platform_common.errors import Problem
 from platform_common.health import router as health_router
 from platform_common.http import ServiceClient
-from platform_common.observability import instrument_app, setup_logging
+from platform_common.metrics import PlatformMetrics
+from platform_common.observability import (
+    exports_traces,
+    instrument_app,
+    new_registry,
+    setup_logging,
+    trace_engine,
+    trace_http,
+    trace_redis,
+)
 from platform_common.rate_limit import RateLimiter, enforce_rate_limit
 from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
@@ -106,12 +115,16 @@ def create_service_app(
         jwks_http = httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, transport=transports.get("jwks")
         )
+        if traced:
+            trace_http(jwks_http)
         state.peers = {
             name: ServiceClient(
                 name,
                 url,
                 timeout_seconds=settings.http_timeout_seconds,
                 transport=transports.get(name),
+                durations=metrics.peer_requests,
+                traced=traced,
             )
             for name, url in (peers or {}).items()
         }
@@ -140,6 +153,7 @@ def create_service_app(
                 jwks_http,
                 cache_seconds=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_interval_seconds,
+                refreshes=metrics.jwks_refreshes,
             )
         )
         return TokenVerifier(
@@ -162,8 +176,15 @@ def create_service_app(
         swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
         responses=ERROR_RESPONSES,
     )
-    engine = create_engine(settings, database_url)
-    redis = create_redis(settings, redis_url)
+    registry = new_registry(settings)
+    metrics = PlatformMetrics(registry)
+    metrics.declare_peers(list(peers or {}))
+    engine = create_engine(settings, database_url, metrics=metrics)
+    redis = create_redis(settings, redis_url, errors=metrics.redis_errors)
+    traced = exports_traces(settings)
+    if traced:
+        trace_engine(engine)
+        trace_redis(redis)
     state = PlatformState(
         settings=settings,
         engine=engine,
@@ -172,7 +193,9 @@ def create_service_app(
         redis=redis,
         revocations=RevocationStore(redis, settings.revocation_cache_seconds),
         rate_limiter=(
-            RateLimiter(redis, settings.rate_limits(), service=settings.service_name)
+            RateLimiter(
+                redis, settings.rate_limits(), service=settings.service_name, metrics=metrics
+            )
             if settings.rate_limit_enabled
             else None
         ),
@@ -199,7 +222,8 @@ def create_service_app(
             timeout_seconds=settings.request_timeout_seconds,
             max_in_flight=settings.max_requests_in_flight,
         )
-    state.metrics_registry = instrument_app(app, settings)
+    instrument_app(app, settings, registry)
+    state.metrics_registry = registry
     if settings.cors_origins:
         # Inside the edge (preflights get a request id too), outside everything else:
         # a preflight never reaches authentication.

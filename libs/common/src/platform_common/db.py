@@ -13,28 +13,69 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 from starlette.requests import HTTPConnection
 
 from platform_common.errors import ProblemError
+from platform_common.metrics import PlatformMetrics
 from platform_common.settings import ServiceSettings
 from platform_common.state import platform_state
 
 logger = logging.getLogger(__name__)
 
 
-def create_engine(settings: ServiceSettings, url: str | None = None) -> AsyncEngine:
+class MeasuredPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio queue pool, counting the checkouts that wait (`_do_get` is the
+    method a pool class implements to hand out a connection). A checkout that finds a
+    connection free never yields to the event loop in between, so a scrape only ever sees
+    the ones that really wait."""
+
+    metrics: PlatformMetrics | None = None
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self.metrics is None:
+            return super()._do_get()
+        self.metrics.db_pool_waiting.inc()
+        try:
+            return super()._do_get()
+        finally:
+            self.metrics.db_pool_waiting.dec()
+
+
+def _measure_pool(engine: AsyncEngine, metrics: PlatformMetrics, size: int) -> None:
+    pool = engine.sync_engine.pool
+    if isinstance(pool, MeasuredPool):
+        pool.metrics = metrics
+    metrics.db_pool_size.set(size)
+    in_use = metrics.db_pool_in_use
+
+    def checked_out(*_: ConnectionPoolEntry | PoolProxiedConnection | object) -> None:
+        in_use.inc()
+
+    def checked_in(*_: ConnectionPoolEntry | PoolProxiedConnection | object) -> None:
+        in_use.dec()
+
+    event.listen(engine.sync_engine, "checkout", checked_out)
+    event.listen(engine.sync_engine, "checkin", checked_in)
+
+
+def create_engine(
+    settings: ServiceSettings, url: str | None = None, *, metrics: PlatformMetrics | None = None
+) -> AsyncEngine:
     url = url or settings.resolved_database_url()
     server_settings = {"application_name": settings.service_name}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
+        poolclass=MeasuredPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -48,6 +89,9 @@ def create_engine(settings: ServiceSettings, url: str | None = None) -> AsyncEng
             **_driver_timeouts(settings),
         },
     )
+    if metrics is not None:
+        _measure_pool(engine, metrics, settings.db_pool_size + settings.db_max_overflow)
+    return engine
 
 
 def _driver_timeouts(settings: ServiceSettings) -> dict[str, float]:

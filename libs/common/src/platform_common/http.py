@@ -13,13 +13,16 @@ One `httpx.AsyncClient` per peer per app (connection reuse). Every call:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Histogram
 
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
+from platform_common.observability import trace_http
 from platform_common.request_context import (
     REQUEST_ID_HEADER,
     current_authorization,
@@ -39,8 +42,11 @@ class ServiceClient:
         *,
         timeout_seconds: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        durations: Histogram | None = None,
+        traced: bool = False,
     ) -> None:
         self.name = name
+        self.durations = durations
         self.timeout_seconds = timeout_seconds
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -48,6 +54,9 @@ class ServiceClient:
             transport=transport,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
+        if traced:
+            # The HTTP client span, inside this call's span (which says which peer).
+            trace_http(self._client)
 
     async def request(
         self,
@@ -71,19 +80,27 @@ class ServiceClient:
             span.set_attribute("http.request.method", method)
             span.set_attribute("url.path", path)
             propagate.inject(headers)
+            started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_seconds):
                     response = await self._client.request(
                         method, path, headers=headers, json=json, params=params
                     )
             except (TimeoutError, httpx.TimeoutException) as exc:
+                self._observe("timeout", started)
                 span.set_status(Status(StatusCode.ERROR, "timeout"))
                 raise DependencyTimeout(
                     f"The {self.name} service did not answer within {self.timeout_seconds:g} s."
                 ) from exc
             except httpx.HTTPError as exc:
+                self._observe("unreachable", started)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise DependencyUnavailable(f"The {self.name} service is unreachable.") from exc
+            status = response.status_code
+            self._observe(
+                "server_error" if status >= 500 else "client_error" if status >= 400 else "ok",
+                started,
+            )
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
@@ -91,6 +108,12 @@ class ServiceClient:
                     f"The {self.name} service failed (HTTP {response.status_code})."
                 )
             return response
+
+    def _observe(self, outcome: str, started: float) -> None:
+        if self.durations is not None:
+            self.durations.labels(peer=self.name, outcome=outcome).observe(
+                time.perf_counter() - started
+            )
 
     async def aclose(self) -> None:
         await self._client.aclose()

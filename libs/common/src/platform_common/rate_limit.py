@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from platform_common.client_address import ClientAddressDep
 from platform_common.errors import RateLimited
+from platform_common.metrics import PlatformMetrics
 from platform_common.request_context import RATE_LIMIT_HEADERS
 from platform_common.security import verified_bearer
 from platform_common.state import platform_state
@@ -57,7 +58,15 @@ class Policy:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, limits: dict[str, str], *, service: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        limits: dict[str, str],
+        *,
+        service: str,
+        metrics: PlatformMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics
         # The services' own Redis pool: no second set of connections.
         self.storage = RedisStorage(
             "async+redis://",
@@ -66,6 +75,8 @@ class RateLimiter:
             key_prefix=f"platform:ratelimit:{service}",
         )
         self.policies = {role: Policy(role, parse(limit)) for role, limit in limits.items()}
+        if metrics is not None:
+            metrics.declare_policies(list(self.policies))
 
     def policy_for(self, principal: Principal | None) -> Policy:
         if principal is None:
@@ -99,6 +110,9 @@ async def enforce_rate_limit(request: Request, address: ClientAddressDep) -> Non
     try:
         remaining, reset = await limiter.hit(policy, caller)
     except RedisError as exc:
+        # The limiter's storage shares the pool, not the client: count its failures here.
+        if limiter.metrics is not None:
+            limiter.metrics.redis_errors.labels(error=type(exc).__name__).inc()
         logger.warning("rate limit not enforced, Redis failed: %s", type(exc).__name__)
         return
     headers = [
@@ -107,6 +121,8 @@ async def enforce_rate_limit(request: Request, address: ClientAddressDep) -> Non
     ]
     request.scope[RATE_LIMIT_HEADERS] = headers
     if remaining < 0:
+        if limiter.metrics is not None:
+            limiter.metrics.rate_limited.labels(policy=policy.name).inc()
         raise RateLimitExceeded(reset, "Too many requests; slow down.")
 
 

@@ -12,18 +12,40 @@ retried attempt errs on the safe side). Idle connections are also checked before
 
 from __future__ import annotations
 
+from typing import Any
+
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from platform_common.settings import ServiceSettings
 
 
-def create_redis(settings: ServiceSettings, url: str | None = None) -> Redis:
+class CountingRedis(Redis):
+    """Counts the commands that fail (after redis-py's own retry) in `redis_errors_total`,
+    whoever sent them and whatever they then did about it (the limiter lets the request
+    through, a cache falls back to the database, a request answers 503)."""
+
+    errors: Counter | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except RedisError as exc:
+            if self.errors is not None:
+                self.errors.labels(error=type(exc).__name__).inc()
+            raise
+
+
+def create_redis(
+    settings: ServiceSettings, url: str | None = None, *, errors: Counter | None = None
+) -> Redis:
     timeout = settings.redis_timeout_seconds
-    return Redis.from_url(
+    client = CountingRedis.from_url(
         url or settings.resolved_redis_url(),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -32,3 +54,6 @@ def create_redis(settings: ServiceSettings, url: str | None = None) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         decode_responses=True,
     )
+    assert isinstance(client, CountingRedis)  # from_url is a classmethod: cls(...)
+    client.errors = errors
+    return client

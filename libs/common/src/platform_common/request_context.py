@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from contextvars import ContextVar, Token
 
+from opentelemetry import trace
 from starlette.types import Scope
 
 # The scope key where platform_common.rate_limit leaves the RateLimit headers for
@@ -39,6 +40,8 @@ def is_safe_request_id(value: str) -> bool:
 
 
 def bind_request(request_id: str, authorization: str | None) -> tuple[Token[str | None], ...]:
+    # The edge binds inside the request's server span: the id makes the trace findable.
+    trace.get_current_span().set_attribute("request.id", request_id)
     return _request_id.set(request_id), _authorization.set(authorization)
 
 

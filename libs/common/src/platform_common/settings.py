@@ -91,6 +91,9 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
+    # "json": one JSON object per line (level, service, request id, trace and span ids),
+    # for log collectors; "text": readable lines. Unset: json in production, else text.
+    log_format: Literal["text", "json"] | None = None
 
     # Standard names, read without the service prefix.
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")

@@ -27,6 +27,7 @@ import httpx
 from jose import jwk, jwt
 from jose.backends.base import Key
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from platform_common.errors import DependencyUnavailable, Unauthorized
@@ -96,8 +97,10 @@ class JWKSKeySource:
         *,
         cache_seconds: float = 300.0,
         min_refresh_interval: float = 1.0,
+        refreshes: Counter | None = None,
     ) -> None:
         self.url = url
+        self.refreshes = refreshes
         self.client = client
         self.cache_seconds = cache_seconds
         self.min_refresh_interval = min_refresh_interval
@@ -123,11 +126,17 @@ class JWKSKeySource:
                 keys = {k["kid"]: k for k in response.json()["keys"] if "kid" in k}
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 self._fetched_at = time.monotonic()
+                self._count("failed")
                 if not self._keys:
                     raise DependencyUnavailable("The token issuer's keys are unavailable.") from exc
                 return
             self._keys = keys
             self._fetched_at = time.monotonic()
+            self._count("ok")
+
+    def _count(self, outcome: str) -> None:
+        if self.refreshes is not None:
+            self.refreshes.labels(outcome=outcome).inc()
 
 
 class TokenVerifier:

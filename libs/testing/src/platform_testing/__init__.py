@@ -5,7 +5,10 @@ backends    the PostgreSQL and Redis of the test session (env URLs, testcontaine
             embedded servers), fresh databases, clean-up between tests
 tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer
 apps        running / client_factory (an app and an in-process client), assert_problem
-processes   real processes for the cross-service tests (spawn, stop_process_group)
+processes   real processes for the cross-service tests (spawn, stop_process_group), and
+            require_tool (a missing prometheus/helm/promtool fails, never skips)
+prometheus  PrometheusServer (a real Prometheus with the chart's scrape configs and rules)
+otlp        OtlpReceiver (the e2e stack's traces, over OTLP/HTTP)
 embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisServer (a
             Redis a test can flush, kill and restart)
 ```
@@ -22,7 +25,13 @@ from platform_testing.backends import (
     worker_number,
 )
 from platform_testing.embedded_redis import RedisServer
-from platform_testing.processes import free_port, log_tail, spawn, stop_process_group
+from platform_testing.processes import (
+    free_port,
+    log_tail,
+    require_tool,
+    spawn,
+    stop_process_group,
+)
 from platform_testing.tokens import (
     TEST_AUDIENCE,
     TEST_ISSUER,
@@ -53,6 +62,7 @@ __all__ = [
     "jwks_transport",
     "log_tail",
     "migrated_database",
+    "require_tool",
     "reset_backends",
     "running",
     "spawn",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 from pathlib import Path
+
+import pytest
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,3 +57,19 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> 
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout)
+
+
+def require_tool(
+    name: str, install_hint: str, env_var: str | None = None, local: Path | None = None
+) -> str:
+    """$env_var, then a repository-local copy, then PATH. A missing tool fails the test,
+    never skips it: a skipped monitoring test in CI would pass dashboards nobody has run."""
+    candidates = [os.environ.get(env_var, "") if env_var else "", str(local) if local else ""]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return found
+    hint = f"{install_hint} (or set {env_var})" if env_var else install_hint
+    pytest.fail(f"{name} is not installed: {hint}")

@@ -86,6 +86,7 @@ def create_app(
             platform.sessionmaker,
             UsersClient(platform.peer("users"), issuer),
             poll_seconds=settings.outbox_poll_seconds,
+            registry=platform.metrics_registry,
         )
         # Not in auth-migrate's seeding: no background work, no metric files there.
         keeper = (

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.clients.users import UsersClient, UsersRefused
@@ -36,7 +37,22 @@ class OutboxRelay:
         users: UsersClient,
         *,
         poll_seconds: float,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        # Measured by the relay after each round (one query), not per request. Every worker
+        # sees the same table: the pod's figure is the largest of its live workers (`livemax`).
+        self.pending = Gauge(
+            "auth_outbox_pending_events",
+            "Outbox events not yet delivered to users",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.oldest_age = Gauge(
+            "auth_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered outbox event (0 when none waits)",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.sessionmaker = sessionmaker
         self.users = users
         self.poll_seconds = poll_seconds
@@ -72,7 +88,14 @@ class OutboxRelay:
                     break
                 event.delivered_at = now
                 delivered += 1
+        await self.measure_backlog()
         return delivered
+
+    async def measure_backlog(self) -> None:
+        async with self.sessionmaker() as db:
+            pending, oldest = await OutboxRepository(db).backlog()
+        self.pending.set(pending)
+        self.oldest_age.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
     async def run_forever(self) -> None:
         while True:

@@ -136,6 +136,17 @@ class OutboxRepository(Repository[OutboxEvent]):
         self.session.add(event)
         await self.session.flush()
 
+    async def backlog(self) -> tuple[int, datetime | None]:
+        """How many events wait for delivery, and when the oldest of them was written."""
+        row = (
+            await self.session.execute(
+                select(func.count(), func.min(OutboxEvent.created_at)).where(
+                    OutboxEvent.delivered_at.is_(None)
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
+
     async def claim_due(self, now: datetime, limit: int) -> Sequence[OutboxEvent]:
         """Pending events whose time has come, oldest first, locked against other workers."""
         return await self.all(

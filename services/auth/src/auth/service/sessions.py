@@ -39,6 +39,13 @@ class ClientInfo:
     address: str | None
 
 
+# Label values created at zero, so that dashboards show 0 before the first event.
+LOGIN_OUTCOMES = ("success", "invalid_credentials", "rate_limited", "account_disabled")
+REVOCATION_REASONS = (
+    "logout", "logout_all", "refresh_reuse", "password_changed", "disabled", "ended_by_user"
+)  # fmt: skip
+
+
 class SessionService:
     def __init__(
         self,
@@ -57,6 +64,21 @@ class SessionService:
             ["outcome"],
             registry=registry,
         )
+        for outcome in LOGIN_OUTCOMES:
+            self.login_attempts.labels(outcome=outcome)
+        self.refresh_reuse = Counter(
+            "auth_refresh_token_reuse",
+            "Refresh tokens presented again after their rotation (the session is ended)",
+            registry=registry,
+        )
+        self.sessions_revoked = Counter(
+            "auth_sessions_revoked",
+            "Sessions ended, and their access tokens revoked everywhere, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REVOCATION_REASONS:
+            self.sessions_revoked.labels(reason=reason)
         self.hasher = hasher
         self.issuer = issuer
         self.throttle = throttle
@@ -179,6 +201,7 @@ class SessionService:
         if stored.rotated_at is None and not await tokens.mark_rotated(stored.id, now):
             await db.refresh(stored)  # a concurrent request rotated it a moment ago
         if stored.rotated_at is not None and not self._within_reuse_grace(stored, now):
+            self.refresh_reuse.inc()
             await self.end_sessions(
                 db, user_session.user_id, reason="refresh_reuse", session_ids=[user_session.id]
             )
@@ -218,6 +241,8 @@ class SessionService:
         )
         ttl = int(self.revocation_lifetime.total_seconds())
         await self.revocations.revoke_sessions([str(sid) for sid in ended], ttl)
+        if ended:
+            self.sessions_revoked.labels(reason=reason).inc(len(ended))
         return ended
 
     async def logout(self, db: AsyncSession, refresh_token: str) -> None:
