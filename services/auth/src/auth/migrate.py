@@ -20,8 +20,15 @@ logger = logging.getLogger("auth.migrate")
 
 async def seed_admin(settings: AuthSettings, email: str, password: str) -> bool:
     """Create (or promote) the platform admin; True when the account was created."""
+    from prometheus_client import values
+
     from auth.app import create_app
 
+    # The app counts in memory here, not in PROMETHEUS_MULTIPROC_DIR: the image sets that for
+    # the servers, but the migration Job has no writable mount there (read-only root file
+    # system) and its counts would mean nothing. prometheus_client picks the value class per
+    # process from the environment; this one-shot command chooses the in-memory one.
+    values.ValueClass = values.MutexValue
     app = create_app(settings, run_outbox=False, run_revocation_keeper=False)
     async with (
         app.router.lifespan_context(app),
