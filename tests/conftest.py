@@ -220,6 +220,7 @@ def platform(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> It
     base_env.update(
         PYTHONUNBUFFERED="1",
         AUTH_USERS_URL=urls["users"],
+        AUTH_ORGS_URL=urls["orgs"],
         USERS_ORGS_URL=urls["orgs"],
         ORGS_USERS_URL=urls["users"],
         AUTH_OUTBOX_POLL_SECONDS="0.2",

@@ -6,6 +6,11 @@ CurrentPrincipal    any verified caller, user or service
 CurrentUser         users only (403 for services)
 RequireAdmin        platform administrators only
 require_scope(s)    service tokens carrying scope `s`
+CurrentOrgMember    an org-scoped token for the org the path names (`{org}`: slug or id);
+                    403 `org_token_required` for any other token, 403 `org_mismatch` for
+                    a token of another org
+require_permission(p)  CurrentOrgMember whose token grants permission `p`
+                    (platform_common.permissions); 403 `forbidden` otherwise
 ```
 """
 
@@ -18,6 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from platform_common.errors import Forbidden, Unauthorized
+from platform_common.permissions import PERMISSIONS
 from platform_common.state import platform_state
 from platform_common.verification import (
     SERVICE_SUBJECT_PREFIX,
@@ -31,19 +37,25 @@ from platform_common.verification import (
 
 __all__ = [
     "SERVICE_SUBJECT_PREFIX",
+    "CurrentOrgMember",
     "CurrentPrincipal",
     "CurrentUser",
     "InsufficientScope",
     "InvalidToken",
     "JWKSKeySource",
     "KeySource",
+    "MissingPermission",
     "NotAuthenticated",
+    "OrgMismatch",
+    "OrgTokenRequired",
     "Principal",
     "RequireAdmin",
     "StaticKeySource",
     "TokenVerifier",
+    "check_permission",
     "get_principal",
     "require_admin",
+    "require_permission",
     "require_scope",
     "verified_bearer",
 ]
@@ -59,6 +71,17 @@ class NotAuthenticated(Unauthorized):
 
 class InsufficientScope(Forbidden):
     code = "insufficient_scope"
+
+
+class OrgTokenRequired(Forbidden, code="org_token_required", title="Org-scoped token required"):
+    declared_detail = "This endpoint takes an org-scoped token (POST /api/v1/auth/org-token)."
+
+
+class OrgMismatch(Forbidden, code="org_mismatch", title="Token for another organization"):
+    declared_detail = "This access token is scoped to another organization."
+
+
+class MissingPermission(Forbidden, code="forbidden"): ...
 
 
 # The Swagger UI's "Authorize" button logs in through auth's OAuth2 token endpoint; the path
@@ -139,5 +162,43 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
         if not principal.is_service or scope not in principal.scopes:
             raise InsufficientScope(f"This endpoint requires a service token with '{scope}'.")
         return principal
+
+    return dependency
+
+
+def check_permission(permissions: frozenset[str], permission: str) -> None:
+    """403 `forbidden` unless `permission` is among the caller's `permissions`."""
+    if permission not in permissions:
+        raise MissingPermission(f"This requires the '{permission}' permission in the org.")
+
+
+ORG_PATH_PARAM = "org"
+
+
+async def get_org_member(request: Request, principal: CurrentPrincipal) -> Principal:
+    """The caller, holding an org-scoped token for the org in the path (`{org}`, its slug or
+    id). Nothing is asked of orgs: the token says it, and revocation markers keep it true
+    within seconds (platform_common.revocation)."""
+    if principal.org is None:
+        raise OrgTokenRequired
+    org = request.path_params.get(ORG_PATH_PARAM)
+    if not isinstance(org, str) or not principal.org.matches(org):
+        raise OrgMismatch
+    return principal
+
+
+CurrentOrgMember = Annotated[Principal, Depends(get_org_member)]
+
+
+def require_permission(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting an org-scoped token for the path's org that grants
+    `permission`: `Depends(require_permission("members:write"))`."""
+    if permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    async def dependency(member: CurrentOrgMember) -> Principal:
+        assert member.org is not None
+        check_permission(member.org.permissions, permission)
+        return member
 
     return dependency

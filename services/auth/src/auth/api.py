@@ -14,6 +14,7 @@ from auth.dependencies import (
     ClientCredentialsDep,
     ClientInfoDep,
     KeyRingDep,
+    OrgTokenServiceDep,
     SessionServiceDep,
     SettingsDep,
     TokenRequestForm,
@@ -23,6 +24,8 @@ from auth.schemas import (
     LoginRequest,
     LoginTokens,
     OpenIDConfiguration,
+    OrgToken,
+    OrgTokenRequest,
     PasswordChange,
     RefreshRequest,
     ServiceToken,
@@ -103,6 +106,30 @@ async def change_password(
     await accounts.change_password(
         db, user.user_id, current, data.current_password, data.new_password
     )
+
+
+@router.post(
+    "/org-token",
+    response_model=OrgToken,
+    tags=["org tokens"],
+    summary="Get an access token scoped to one organization",
+    responses={
+        404: {"description": "`org_not_found`: no such org, or the caller is not a member"},
+        503: {"description": "`dependency_unavailable`: orgs is unreachable or failing"},
+        504: {"description": "`dependency_timeout`: orgs did not answer in time"},
+    },
+)
+async def org_token(
+    data: OrgTokenRequest, user: CurrentUser, db: SessionDep, org_tokens: OrgTokenServiceDep
+) -> Any:
+    """**Accepts** a user access token (an org-scoped one too). The answer is a short-lived
+    access token (`AUTH_ORG_TOKEN_TTL_SECONDS`, 300 s) of the same session, with the claims
+    `org_id`, `org_slug`, `org_role` and `permissions` (the role's, from the platform's one
+    role-to-permission table) and `org_checked_at`. The membership is read from orgs at
+    that moment. When the member's role changes, the member leaves or the org is deleted,
+    the token fails at every service within seconds (401 `invalid_token`); ending the
+    session (logout, password change) ends it too."""
+    return await org_tokens.issue(db, user, data.org)
 
 
 # Both answer 204, are for platform admins only, and publish a user event.

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.api import router
+from auth.clients.orgs import OrgsClient
 from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
@@ -18,7 +19,7 @@ from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
 from auth.revocation_sync import RevocationKeeper
-from auth.service import AccountService, ClientCredentials, SessionService
+from auth.service import AccountService, ClientCredentials, OrgTokenService, SessionService
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
@@ -82,6 +83,12 @@ def create_app(
         app.state.session_service = sessions
         app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
         app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
+        app.state.org_token_service = OrgTokenService(
+            settings,
+            issuer=issuer,
+            orgs=OrgsClient(platform.peer("orgs"), issuer),
+            revocations=platform.revocations,
+        )
         app.state.outbox = OutboxRelay(
             platform.sessionmaker,
             UsersClient(platform.peer("users"), issuer),
@@ -119,7 +126,7 @@ def create_app(
         title="auth",
         description=DESCRIPTION,
         routers=[router],
-        peers={"users": settings.users_url},
+        peers={"users": settings.users_url, "orgs": settings.orgs_url},
         resources=resources,
         # auth verifies its own tokens with the keys it holds: no HTTP call to itself.
         key_source=lambda app: StaticKeySource(keyring.jwks()["keys"]),

@@ -14,7 +14,13 @@ from auth.keys import KeyRing
 from auth.oauth2 import client_secret_basic
 from auth.outbox import OutboxRelay
 from auth.schemas import TokenRequest
-from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
+from auth.service import (
+    AccountService,
+    ClientCredentials,
+    ClientInfo,
+    OrgTokenService,
+    SessionService,
+)
 from platform_common.client_address import ClientAddressDep
 from platform_common.state import platform_state
 
@@ -43,6 +49,7 @@ OutboxDep = Annotated[OutboxRelay, Depends(_app_state("outbox"))]
 SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_service"))]
 AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
 ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
+OrgTokenServiceDep = Annotated[OrgTokenService, Depends(_app_state("org_token_service"))]
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
 # The OAuth2 token request: its form, and the client's Basic credentials when it sent them.
 TokenRequestForm = Annotated[TokenRequest, Form()]

@@ -116,3 +116,23 @@ class OpenIDConfiguration(BaseModel):
     response_types_supported: list[str]
     subject_types_supported: list[str]
     scopes_supported: list[str]
+
+
+class OrgTokenRequest(BaseModel):
+    org: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, description="The org's slug or id"
+    )
+
+
+class OrgTokenOrg(BaseModel):
+    id: uuid.UUID
+    slug: str
+    role: Literal["owner", "admin", "member", "viewer"]
+    permissions: list[str] = Field(description="What the token may do in the org")
+
+
+class OrgToken(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int = Field(description="Seconds until the token expires")
+    org: OrgTokenOrg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from orgs.api import invitations_router, members_router, router
+from orgs.api import internal_router, invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
 from platform_common.app import create_service_app
 
@@ -34,6 +34,7 @@ def create_app(
         title="orgs",
         description=DESCRIPTION,
         routers=[router, members_router, invitations_router],
+        internal_routers=[internal_router],
         peers={"users": settings.users_url},
         transports=transports,
     )

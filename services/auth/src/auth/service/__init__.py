@@ -7,6 +7,7 @@ accounts.py            AccountService     registration, password change, disabli
                                           enabling accounts, seeding the platform admin;
                                           ends sessions through SessionService
 client_credentials.py  ClientCredentials  other services' OAuth2 client-credentials grant
+org_tokens.py          OrgTokenService    org-scoped access tokens (membership from orgs)
 ```
 
 Services never commit: the request's session dependency commits when the handler returns.
@@ -15,6 +16,14 @@ Neither imports FastAPI.
 
 from auth.service.accounts import AccountService, user_event
 from auth.service.client_credentials import ClientCredentials
+from auth.service.org_tokens import OrgTokenService
 from auth.service.sessions import ClientInfo, SessionService
 
-__all__ = ["AccountService", "ClientCredentials", "ClientInfo", "SessionService", "user_event"]
+__all__ = [
+    "AccountService",
+    "ClientCredentials",
+    "ClientInfo",
+    "OrgTokenService",
+    "SessionService",
+    "user_event",
+]
