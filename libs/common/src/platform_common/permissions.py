@@ -15,7 +15,9 @@ viewer   org:read members:read
 ```
 
 Personal access tokens (`ipt_...`) may be narrowed to a subset of `PAT_SCOPES`: these
-permissions plus the user-level `profile:read`, `profile:write` and `orgs:create`.
+permissions (what the token may do in the owner's orgs, never beyond the owner's role) plus
+the user-level `profile:read`, `profile:write` (users: the own profile, lookups),
+`orgs:create` and `orgs:join` (creating an org, accepting an invitation).
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
 }
 
 # What a personal access token may be narrowed to (no scopes: the owner's full rights, but
-# never the account's own security: see platform_common.security.ACCOUNT_SECURITY).
-USER_SCOPES: Final = ("profile:read", "profile:write", "orgs:create")
+# never the account's own security: platform_common.security.CurrentSessionUser).
+USER_SCOPES: Final = ("profile:read", "profile:write", "orgs:create", "orgs:join")
 PAT_SCOPES: Final = USER_SCOPES + PERMISSIONS
 
 

@@ -3,7 +3,12 @@
 ```
 get_principal       Bearer token -> TokenVerifier (platform_common.verification) -> Principal
 CurrentPrincipal    any verified caller, user or service
-CurrentUser         users only (403 for services)
+CurrentUser         users only (403 for services); a personal access token is its user
+CurrentSessionUser  users with a login session's token: the account's own security (its
+                    PATs, password, email, sessions, deletion) is never open to a personal
+                    access token (403 `insufficient_scope`)
+require_user_scope(s)  for a personal access token, 403 `insufficient_scope` unless it has
+                    scope `s`; any other token passes
 RequireAdmin        platform administrators only
 require_scope(s)    service tokens carrying scope `s`
 CurrentOrgMember    an org-scoped token for the org the path names (`{org}`: slug or id);
@@ -23,7 +28,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from platform_common.errors import Forbidden, Unauthorized
-from platform_common.permissions import PERMISSIONS
+from platform_common.permissions import PAT_SCOPES, PERMISSIONS
 from platform_common.state import platform_state
 from platform_common.verification import (
     SERVICE_SUBJECT_PREFIX,
@@ -39,6 +44,7 @@ __all__ = [
     "SERVICE_SUBJECT_PREFIX",
     "CurrentOrgMember",
     "CurrentPrincipal",
+    "CurrentSessionUser",
     "CurrentUser",
     "InsufficientScope",
     "InvalidToken",
@@ -57,6 +63,7 @@ __all__ = [
     "require_admin",
     "require_permission",
     "require_scope",
+    "require_user_scope",
     "verified_bearer",
 ]
 
@@ -153,6 +160,31 @@ async def require_admin(principal: CurrentUser) -> Principal:
 
 
 RequireAdmin = Annotated[Principal, Depends(require_admin)]
+
+
+async def get_session_user(principal: CurrentUser) -> Principal:
+    if principal.via_pat:
+        raise InsufficientScope(
+            "A personal access token cannot do this; use a login session's access token."
+        )
+    return principal
+
+
+CurrentSessionUser = Annotated[Principal, Depends(get_session_user)]
+
+
+def require_user_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency narrowing personal access tokens to those carrying `scope`
+    (platform_common.permissions.PAT_SCOPES); other callers pass."""
+    if scope not in PAT_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.via_pat and scope not in principal.scopes:
+            raise InsufficientScope(f"This personal access token lacks the '{scope}' scope.")
+        return principal
+
+    return dependency
 
 
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:

@@ -17,6 +17,13 @@ membership). orgs writes a marker per org and user when the member's role change
 member leaves or the org is deleted (`RevocationStore.revoke_org_tokens`); a token checked
 at or before the marker is refused, at every service, within the revocation cache's second.
 
+Personal access tokens (`Authorization: Bearer ipt_...`) are opaque: the verifier trades one
+for a short-lived signed token of the same user and scopes at auth (`PatExchanger`; the PAT
+itself authenticates the call), verifies that like any other, and keeps the outcome, valid or
+not, for `pat_cache_seconds` (at most 5): auth is asked at most once per PAT per few seconds
+and process, and a deleted PAT fails everywhere within that time. The exchanged token carries
+`pat_id` instead of `sid` and is refused when presented as a bearer itself.
+
 users and orgs verify locally with `JWKSKeySource`; auth verifies its own tokens with the
 keys it holds. Any failure is a 401 with `WWW-Authenticate: Bearer`; only an unreachable
 JWKS or Redis is a 503, because then the token may well be valid.
@@ -37,10 +44,12 @@ from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 from redis.exceptions import RedisError
 
 from platform_common.errors import DependencyUnavailable, Unauthorized
+from platform_common.opaque_tokens import hash_token
 from platform_common.permissions import ORG_ROLES, PERMISSIONS
 from platform_common.revocation import OrgMarker, RevocationStateLost, RevocationStore
 
 SERVICE_SUBJECT_PREFIX = "svc:"
+PAT_PREFIX = "ipt_"
 VERIFIED_CACHE_SIZE = 10_000
 VERIFIED_TTL_SECONDS = 60.0
 
@@ -77,6 +86,12 @@ class Principal:
     name: str | None = None
     # Set for org-scoped access tokens only.
     org: OrgScope | None = None
+    # Set for personal access tokens only: which one (its scopes are `scopes`).
+    pat_id: str | None = None
+
+    @property
+    def via_pat(self) -> bool:
+        return self.pat_id is not None
 
     @property
     def is_service(self) -> bool:
@@ -155,6 +170,13 @@ class JWKSKeySource:
             self._fetched_at = time.monotonic()
 
 
+class PatExchanger(Protocol):
+    async def exchange(self, token: str) -> str:
+        """A signed access token standing for the personal access token `token`; raises
+        InvalidToken when auth does not know it (deleted, expired, its user disabled)."""
+        ...
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -165,8 +187,14 @@ class TokenVerifier:
         algorithms: list[str],
         revocations: RevocationStore | None,
         leeway_seconds: int = 5,
+        pat_exchanger: PatExchanger | None = None,
+        pat_cache_seconds: float = 4.0,
     ) -> None:
         self.keys = keys
+        self.pat_exchanger = pat_exchanger
+        self.pat_cache_seconds = pat_cache_seconds
+        # SHA-256 of a PAT -> (monotonic deadline, what auth said of it).
+        self._pats: dict[str, tuple[float, Principal | InvalidToken]] = {}
         self.issuer = issuer
         self.audience = audience
         self.algorithms = list(algorithms)
@@ -194,13 +222,39 @@ class TokenVerifier:
         return constructed
 
     async def verify(self, token: str) -> Principal:
+        if token.startswith(PAT_PREFIX):
+            return await self._verify_pat(token)
         cached = self._verified.get(token)
         if cached is not None and cached[0] > time.monotonic():
             principal = cached[1]
         else:
             principal = await self._verify_signed(token)
+        if principal.via_pat:
+            raise InvalidToken("This token stands for a personal access token; send that.")
         await self._check_revocation(principal)
         return principal
+
+    async def _verify_pat(self, token: str) -> Principal:
+        key = hash_token(token)
+        now = time.monotonic()
+        cached = self._pats.get(key)
+        if cached is not None and cached[0] > now:
+            outcome = cached[1]
+        else:
+            if self.pat_exchanger is None:
+                raise InvalidToken("Personal access tokens are not accepted here.")
+            try:
+                outcome = await self._verify_signed(await self.pat_exchanger.exchange(token))
+                if not outcome.via_pat:
+                    outcome = InvalidToken("auth did not vouch for this personal access token.")
+            except InvalidToken as exc:
+                outcome = exc
+            if len(self._pats) >= VERIFIED_CACHE_SIZE:
+                self._pats.clear()
+            self._pats[key] = (now + self.pat_cache_seconds, outcome)
+        if isinstance(outcome, InvalidToken):
+            raise outcome
+        return outcome
 
     async def _verify_signed(self, token: str) -> Principal:
         try:
@@ -299,7 +353,8 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
             uuid.UUID(subject)
         except ValueError as exc:
             raise InvalidToken("The access token's subject is not valid.") from exc
-        if role not in ("user", "admin") or not isinstance(sid, str):
+        pat_id = claims.get("pat_id")
+        if role not in ("user", "admin") or not (isinstance(sid, str) or isinstance(pat_id, str)):
             raise InvalidToken("The access token lacks its role or session.")
     scope = claims.get("scope", "")
     org = _org_scope(claims) if not subject.startswith(SERVICE_SUBJECT_PREFIX) else None
@@ -312,6 +367,7 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
         email=claims.get("email") if isinstance(claims.get("email"), str) else None,
         name=claims.get("name") if isinstance(claims.get("name"), str) else None,
         org=org,
+        pat_id=claims["pat_id"] if isinstance(claims.get("pat_id"), str) else None,
     )
 
 

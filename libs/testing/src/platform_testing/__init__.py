@@ -3,7 +3,8 @@
 ```
 backends    the PostgreSQL and Redis of the test session (env URLs, testcontainers or the
             embedded servers), fresh databases, clean-up between tests
-tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer
+tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer,
+            FakePatExchange (auth vouching for personal access tokens)
 apps        running / client_factory (an app and an in-process client), assert_problem
 processes   real processes for the cross-service tests (spawn, stop_process_group)
 embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisServer (a
@@ -11,7 +12,14 @@ embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisS
 ```
 """
 
-from platform_testing.apps import asgi_get, assert_problem, client_factory, running, wait_for
+from platform_testing.apps import (
+    asgi_get,
+    assert_problem,
+    client_factory,
+    refused_within,
+    running,
+    wait_for,
+)
 from platform_testing.backends import (
     Backends,
     backends,
@@ -28,6 +36,7 @@ from platform_testing.tokens import (
     TEST_ISSUER,
     TEST_JWKS_URL,
     Caller,
+    FakePatExchange,
     TokenFactory,
     bearer,
     jwks_transport,
@@ -40,6 +49,7 @@ __all__ = [
     "TEST_JWKS_URL",
     "Backends",
     "Caller",
+    "FakePatExchange",
     "RedisServer",
     "TokenFactory",
     "asgi_get",
@@ -53,6 +63,7 @@ __all__ = [
     "jwks_transport",
     "log_tail",
     "migrated_database",
+    "refused_within",
     "reset_backends",
     "running",
     "spawn",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from enum import Enum
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from auth import oauth2
 from auth.dependencies import (
@@ -15,6 +16,7 @@ from auth.dependencies import (
     ClientInfoDep,
     KeyRingDep,
     OrgTokenServiceDep,
+    PersonalTokenServiceDep,
     SessionServiceDep,
     SettingsDep,
     TokenRequestForm,
@@ -27,9 +29,13 @@ from auth.schemas import (
     OrgToken,
     OrgTokenRequest,
     PasswordChange,
+    PersonalTokenCreate,
+    PersonalTokenCreated,
+    PersonalTokenRead,
     RefreshRequest,
     ServiceToken,
     SessionRead,
+    StandInToken,
     TokenPair,
     TokenRequest,
     UserCreate,
@@ -37,9 +43,15 @@ from auth.schemas import (
 )
 from platform_common.db import SessionDep
 from platform_common.pagination import Page, PageParamsDep
-from platform_common.security import CurrentUser, require_admin
+from platform_common.security import CurrentSessionUser, InvalidToken, require_admin
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+internal_router = APIRouter(prefix="/internal/v1/auth", tags=["internal"])
+
+# Endpoints of the account's own security take a login session's token only.
+SESSION_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"description": "`insufficient_scope`: a personal access token cannot do this"}
+}
 
 
 @router.post(
@@ -70,14 +82,14 @@ async def logout(data: RefreshRequest, db: SessionDep, sessions: SessionServiceD
     await sessions.logout(db, data.refresh_token)
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
-async def logout_all(user: CurrentUser, db: SessionDep, sessions: SessionServiceDep) -> None:
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=SESSION_ONLY)
+async def logout_all(user: CurrentSessionUser, db: SessionDep, sessions: SessionServiceDep) -> None:
     await sessions.logout_all(db, user.user_id)
 
 
-@router.get("/sessions", response_model=Page[SessionRead])
+@router.get("/sessions", response_model=Page[SessionRead], responses=SESSION_ONLY)
 async def list_sessions(
-    user: CurrentUser, db: SessionDep, sessions: SessionServiceDep, page: PageParamsDep
+    user: CurrentSessionUser, db: SessionDep, sessions: SessionServiceDep, page: PageParamsDep
 ) -> Any:
     rows, total = await sessions.list_sessions(
         db, user.user_id, offset=page.offset, limit=page.limit
@@ -91,16 +103,18 @@ async def list_sessions(
     return Page[SessionRead].build(items, total, page)
 
 
-@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=SESSION_ONLY
+)
 async def end_session(
-    session_id: uuid.UUID, user: CurrentUser, db: SessionDep, sessions: SessionServiceDep
+    session_id: uuid.UUID, user: CurrentSessionUser, db: SessionDep, sessions: SessionServiceDep
 ) -> None:
     await sessions.end_session(db, user.user_id, session_id)
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, responses=SESSION_ONLY)
 async def change_password(
-    data: PasswordChange, user: CurrentUser, db: SessionDep, accounts: AccountServiceDep
+    data: PasswordChange, user: CurrentSessionUser, db: SessionDep, accounts: AccountServiceDep
 ) -> None:
     current = uuid.UUID(user.session_id) if user.session_id else None
     await accounts.change_password(
@@ -114,15 +128,17 @@ async def change_password(
     tags=["org tokens"],
     summary="Get an access token scoped to one organization",
     responses={
+        **SESSION_ONLY,
         404: {"description": "`org_not_found`: no such org, or the caller is not a member"},
         503: {"description": "`dependency_unavailable`: orgs is unreachable or failing"},
         504: {"description": "`dependency_timeout`: orgs did not answer in time"},
     },
 )
 async def org_token(
-    data: OrgTokenRequest, user: CurrentUser, db: SessionDep, org_tokens: OrgTokenServiceDep
+    data: OrgTokenRequest, user: CurrentSessionUser, db: SessionDep, org_tokens: OrgTokenServiceDep
 ) -> Any:
-    """**Accepts** a user access token (an org-scoped one too). The answer is a short-lived
+    """**Accepts** a user access token (an org-scoped one too), not a personal access
+    token (403 `insufficient_scope`). The answer is a short-lived
     access token (`AUTH_ORG_TOKEN_TTL_SECONDS`, 300 s) of the same session, with the claims
     `org_id`, `org_slug`, `org_role` and `permissions` (the role's, from the platform's one
     role-to-permission table) and `org_checked_at`. The membership is read from orgs at
@@ -130,6 +146,89 @@ async def org_token(
     the token fails at every service within seconds (401 `invalid_token`); ending the
     session (logout, password change) ends it too."""
     return await org_tokens.issue(db, user, data.org)
+
+
+# Personal access tokens -----------------------------------------------------------------
+
+PAT_TAGS: list[str | Enum] = ["personal access tokens"]
+
+
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PersonalTokenCreated,
+    tags=PAT_TAGS,
+    summary="Create a personal access token",
+    responses=SESSION_ONLY,
+)
+async def create_personal_token(
+    data: PersonalTokenCreate,
+    user: CurrentSessionUser,
+    db: SessionDep,
+    personal_tokens: PersonalTokenServiceDep,
+) -> Any:
+    """**Accepts** a login session's access token only. The answer holds the `ipt_...`
+    token, shown only this once (only its SHA-256 is stored). It is accepted as
+    `Authorization: Bearer ipt_...` by every service, with its owner's rights narrowed to
+    its `scopes` (null: all of them, but never the account's own security), until it
+    expires (`expires_in_days`, 1 to 365) or is deleted; a deletion is seen everywhere
+    within 5 seconds."""
+    return await personal_tokens.create(db, user.user_id, data)
+
+
+@router.get(
+    "/tokens",
+    response_model=Page[PersonalTokenRead],
+    tags=PAT_TAGS,
+    summary="List the caller's personal access tokens",
+    responses=SESSION_ONLY,
+)
+async def list_personal_tokens(
+    user: CurrentSessionUser,
+    db: SessionDep,
+    personal_tokens: PersonalTokenServiceDep,
+    page: PageParamsDep,
+) -> Any:
+    """Newest first, without the secrets. `last_used_at` is recorded at most once a minute."""
+    rows, total = await personal_tokens.list_tokens(
+        db, user.user_id, offset=page.offset, limit=page.limit
+    )
+    return Page[PersonalTokenRead].build(
+        [PersonalTokenRead.model_validate(row) for row in rows], total, page
+    )
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=PAT_TAGS,
+    summary="Delete a personal access token",
+    responses={**SESSION_ONLY, 404: {"description": "`not_found`: none of the caller's"}},
+)
+async def delete_personal_token(
+    token_id: uuid.UUID,
+    user: CurrentSessionUser,
+    db: SessionDep,
+    personal_tokens: PersonalTokenServiceDep,
+) -> None:
+    """It fails at every service within 5 seconds (401 `invalid_token`)."""
+    await personal_tokens.delete(db, user.user_id, token_id)
+
+
+@internal_router.post(
+    "/personal-tokens/exchange",
+    response_model=StandInToken,
+    summary="Vouch for a personal access token (for the platform's services)",
+)
+async def exchange_personal_token(
+    request: Request, db: SessionDep, personal_tokens: PersonalTokenServiceDep
+) -> Any:
+    """The bearer is the `ipt_...` token itself. 200: a minute-long signed token of its
+    owner with its scopes and `pat_id` (platform_common.pat_exchange); 401 otherwise."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise InvalidToken("Send the personal access token as the bearer.")
+    return await personal_tokens.exchange(db, token.strip())
 
 
 # Both answer 204, are for platform admins only, and publish a user event.

@@ -19,6 +19,7 @@ from auth.service import (
     ClientCredentials,
     ClientInfo,
     OrgTokenService,
+    PersonalTokenService,
     SessionService,
 )
 from platform_common.client_address import ClientAddressDep
@@ -50,6 +51,9 @@ SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_servic
 AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
 ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
 OrgTokenServiceDep = Annotated[OrgTokenService, Depends(_app_state("org_token_service"))]
+PersonalTokenServiceDep = Annotated[
+    PersonalTokenService, Depends(_app_state("personal_token_service"))
+]
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
 # The OAuth2 token request: its form, and the client's Basic credentials when it sent them.
 TokenRequestForm = Annotated[TokenRequest, Form()]

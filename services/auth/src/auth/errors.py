@@ -64,3 +64,6 @@ class OrgNotFound(
     title="Organization not found",
     detail="No such organization, or the caller is not a member of it.",
 ): ...
+
+
+class PersonalTokenNotFound(NotFound, code="not_found"): ...

@@ -8,7 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from platform_common.permissions import PAT_SCOPES
 from platform_common.text import NO_NUL
+
+PatScope = Literal[PAT_SCOPES]  # type: ignore[valid-type]
 
 
 class UserCreate(BaseModel):
@@ -136,3 +139,44 @@ class OrgToken(BaseModel):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires")
     org: OrgTokenOrg
+
+
+SCOPES_HELP = (
+    "What the token may do, narrowing its owner's rights; null: everything its owner may, "
+    "except the account's own security (tokens, password, email, sessions, deletion), which "
+    "no personal access token may touch."
+)
+
+
+class PersonalTokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    expires_in_days: int = Field(ge=1, le=365)
+    scopes: list[PatScope] | None = Field(default=None, max_length=32, description=SCOPES_HELP)
+
+
+class PersonalTokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    scopes: list[str] | None = Field(description=SCOPES_HELP)
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute")
+
+
+class PersonalTokenCreated(BaseModel):
+    id: uuid.UUID
+    name: str
+    token: str = Field(description="`ipt_...`: shown only in this answer, stored as a hash")
+    scopes: list[str] | None = Field(description=SCOPES_HELP)
+    created_at: datetime
+    expires_at: datetime
+
+
+class StandInToken(BaseModel):
+    """auth's answer to a service asking it to vouch for a personal access token."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int

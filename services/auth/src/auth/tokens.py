@@ -79,6 +79,32 @@ class TokenIssuer:
             )
         return self._sign(claims)
 
+    def personal_token_stand_in(
+        self,
+        *,
+        user_id: uuid.UUID,
+        pat_id: uuid.UUID,
+        role: str,
+        email: str,
+        name: str,
+        scopes: list[str],
+        now: datetime,
+        ttl: timedelta,
+    ) -> str:
+        """The signed token auth vouches for a personal access token with (platform_common.
+        pat_exchange): its user and scopes, `pat_id` where a session token has `sid`."""
+        claims = self._base_claims(str(user_id), now, ttl)
+        claims.update(
+            {
+                "pat_id": str(pat_id),
+                "role": role,
+                "email": email,
+                "name": name,
+                "scope": " ".join(sorted(scopes)),
+            }
+        )
+        return self._sign(claims)
+
     def service_token(self, *, name: str, scopes: list[str], now: datetime, ttl: timedelta) -> str:
         claims = self._base_claims(SERVICE_SUBJECT_PREFIX + name, now, ttl)
         claims.update({"role": "service", "scope": " ".join(sorted(scopes))})

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel
 
 from orgs.dependencies import (
@@ -40,7 +40,7 @@ from orgs.schemas import (
     OrgUpdate,
 )
 from platform_common.pagination import Page, PageParams, PageParamsDep
-from platform_common.security import CurrentUser
+from platform_common.security import CurrentUser, require_user_scope
 
 # One router per resource, all under the one prefix so each route's full path reads as the
 # API contract writes it; the app includes them in this order.
@@ -80,9 +80,11 @@ def _page(read: type[ReadT], items: Sequence[object], total: int, page: PagePara
     response_model=MemberRead,
     tags=["invitations"],
     summary="Accept an invitation",
+    dependencies=[Depends(require_user_scope("orgs:join"))],
     responses=_codes(
         {
-            403: "email_mismatch",
+            403: "email_mismatch, or `insufficient_scope`: a personal access token without "
+            "`orgs:join`",
             404: "invitation_not_found",
             409: "already_member",
             410: "invitation_used, invitation_revoked or invitation_expired",
@@ -109,14 +111,26 @@ async def accept_invitation(
     status_code=CREATED,
     response_model=OrgRead,
     summary="Create an organization",
-    responses=_codes({409: "slug_taken"}),
+    dependencies=[Depends(require_user_scope("orgs:create"))],
+    responses=_codes(
+        {
+            403: "`insufficient_scope`: a personal access token without `orgs:create`",
+            409: "slug_taken",
+        }
+    ),
 )
 async def create_org(data: OrgCreate, user: CurrentUser, orgs: OrganizationServiceDep) -> Any:
     """The caller becomes its owner."""
     return await orgs.create(user, data.name, data.slug)
 
 
-@router.get("", response_model=Page[OrgRead], summary="List the caller's organizations")
+@router.get(
+    "",
+    response_model=Page[OrgRead],
+    summary="List the caller's organizations",
+    dependencies=[Depends(require_user_scope("org:read"))],
+    responses=_codes({403: "`insufficient_scope`: a personal access token without `org:read`"}),
+)
 async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageParamsDep) -> Any:
     """Each with the caller's `role`, ordered by slug."""
     items, total = await orgs.list_for(user, page)

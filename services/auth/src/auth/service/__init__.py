@@ -8,6 +8,8 @@ accounts.py            AccountService     registration, password change, disabli
                                           ends sessions through SessionService
 client_credentials.py  ClientCredentials  other services' OAuth2 client-credentials grant
 org_tokens.py          OrgTokenService    org-scoped access tokens (membership from orgs)
+personal_tokens.py     PersonalTokenService  personal access tokens (ipt_...), and vouching
+                                          for them to the other services
 ```
 
 Services never commit: the request's session dependency commits when the handler returns.
@@ -17,6 +19,7 @@ Neither imports FastAPI.
 from auth.service.accounts import AccountService, user_event
 from auth.service.client_credentials import ClientCredentials
 from auth.service.org_tokens import OrgTokenService
+from auth.service.personal_tokens import PersonalTokenService
 from auth.service.sessions import ClientInfo, SessionService
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "ClientCredentials",
     "ClientInfo",
     "OrgTokenService",
+    "PersonalTokenService",
     "SessionService",
     "user_event",
 ]

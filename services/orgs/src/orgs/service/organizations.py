@@ -28,7 +28,8 @@ class OrgAccess:
     """An org resolved for a caller who may see it.
 
     With an org-scoped token the caller acts with the token's role and permissions (never
-    more than its membership's), and a platform admin is then an ordinary member."""
+    more than its membership's), and a platform admin is then an ordinary member; with a
+    personal access token, with its role's permissions that are among the token's scopes."""
 
     org: Organization
     role: OrgRole | None  # the caller's membership; None only for a platform admin
@@ -57,6 +58,8 @@ class OrgAccess:
         granted = permissions_for(self.effective_role.value)
         if self.principal.org is not None:
             granted &= self.principal.org.permissions
+        if self.principal.via_pat:  # a personal access token's scopes narrow it further
+            granted &= self.principal.scopes
         return granted
 
 
