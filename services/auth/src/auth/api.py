@@ -17,12 +17,17 @@ from auth.dependencies import (
     KeyRingDep,
     OrgTokenServiceDep,
     PersonalTokenServiceDep,
+    ServiceClientCaller,
     SessionServiceDep,
     SettingsDep,
+    TokenActionCaller,
+    TokenActionForm,
+    TokenIntrospectionDep,
     TokenRequestForm,
     WakesOutbox,
 )
 from auth.schemas import (
+    IntrospectionAnswer,
     LoginRequest,
     LoginTokens,
     OpenIDConfiguration,
@@ -44,6 +49,7 @@ from auth.schemas import (
 from platform_common.db import SessionDep
 from platform_common.pagination import Page, PageParamsDep
 from platform_common.security import CurrentSessionUser, InvalidToken, require_admin
+from platform_common.state import PlatformStateDep
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 internal_router = APIRouter(prefix="/internal/v1/auth", tags=["internal"])
@@ -231,6 +237,74 @@ async def exchange_personal_token(
     return await personal_tokens.exchange(db, token.strip())
 
 
+# RFC 7662 introspection, RFC 7009 revocation -------------------------------------------
+
+TOKEN_ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credentials, or `invalid_client`: wrong client credentials"},
+}
+
+
+@router.post(
+    "/introspect",
+    response_model=IntrospectionAnswer,
+    response_model_exclude_none=True,
+    tags=["token introspection"],
+    summary="RFC 7662 token introspection (service clients)",
+    responses={
+        **TOKEN_ACTION_ERRORS,
+        403: {"description": "`forbidden`: the caller is a user, not a service client"},
+    },
+    openapi_extra={"security": [{"client_secret_basic": []}, {"OAuth2 password": []}]},
+)
+async def introspect(
+    form: TokenActionForm,
+    _: ServiceClientCaller,
+    db: SessionDep,
+    platform: PlatformStateDep,
+    introspection: TokenIntrospectionDep,
+    response: Response,
+) -> Any:
+    """**Accepts** a service client: its client credentials (Basic header or
+    `client_id`/`client_secret` in the form) or a service token as the bearer. Answers
+    `{"active": false}` for an unknown, expired, revoked or forged token of any kind, and
+    for an active one `active: true` with its claims (`sub`, `scope`, `exp`, `iat`, ...,
+    the org claims of an org-scoped token) and `token_kind`: `access_token`,
+    `org_access_token`, `personal_access_token` or `refresh_token`."""
+    response.headers["Cache-Control"] = "no-store"
+    assert platform.verifier is not None
+    return await introspection.introspect(db, platform.verifier, form.token)
+
+
+@router.post(
+    "/revoke",
+    status_code=status.HTTP_200_OK,
+    response_class=Response,
+    tags=["token introspection"],
+    summary="RFC 7009 token revocation (the token's owner, or service clients)",
+    responses={
+        200: {"description": "Revoked, or nothing to revoke (an empty body)", "content": None},
+        **TOKEN_ACTION_ERRORS,
+        403: {"description": "`insufficient_scope`: a personal access token cannot revoke"},
+    },
+    openapi_extra={"security": [{"client_secret_basic": []}, {"OAuth2 password": []}]},
+)
+async def revoke(
+    form: TokenActionForm,
+    caller: TokenActionCaller,
+    db: SessionDep,
+    platform: PlatformStateDep,
+    introspection: TokenIntrospectionDep,
+) -> Response:
+    """**Accepts** a service client (as for `/introspect`), which may revoke any token, or
+    a user's login-session token, which revokes only the user's own tokens. A refresh or
+    access token ends its session (its access tokens fail everywhere within 5 s); a
+    personal access token is deleted (fails everywhere within 5 s). The answer is 200
+    whatever the token (unknown, already revoked, someone else's), per RFC 7009."""
+    assert platform.verifier is not None
+    await introspection.revoke(db, platform.verifier, form.token, caller)
+    return Response(status_code=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+
+
 # Both answer 204, are for platform admins only, and publish a user event.
 ACCOUNT_STATE_ROUTE: dict[str, Any] = {
     "status_code": status.HTTP_204_NO_CONTENT,
@@ -266,6 +340,8 @@ async def openid_configuration(settings: SettingsDep, keyring: KeyRingDep) -> An
         issuer=issuer,
         jwks_uri=f"{issuer}/jwks.json",
         token_endpoint=f"{issuer}/token",
+        introspection_endpoint=f"{issuer}/introspect",
+        revocation_endpoint=f"{issuer}/revoke",
         grant_types_supported=oauth2.GRANT_TYPES,
         token_endpoint_auth_methods_supported=["client_secret_post", "client_secret_basic"],
         id_token_signing_alg_values_supported=keyring.algorithms,

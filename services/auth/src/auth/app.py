@@ -26,6 +26,7 @@ from auth.service import (
     PersonalTokenService,
     SessionService,
 )
+from auth.service.introspection import TokenIntrospection
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
@@ -91,6 +92,9 @@ def create_app(
         app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
         app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
         app.state.personal_token_service = personal_tokens
+        app.state.token_introspection = TokenIntrospection(
+            sessions=sessions, personal_tokens=personal_tokens
+        )
         app.state.org_token_service = OrgTokenService(
             settings,
             issuer=issuer,

@@ -119,6 +119,8 @@ class OpenIDConfiguration(BaseModel):
     response_types_supported: list[str]
     subject_types_supported: list[str]
     scopes_supported: list[str]
+    introspection_endpoint: str
+    revocation_endpoint: str
 
 
 class OrgTokenRequest(BaseModel):
@@ -180,3 +182,25 @@ class StandInToken(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int
+
+
+class TokenActionRequest(BaseModel):
+    """The form of `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009)."""
+
+    token: str = Field(min_length=1, max_length=4096)
+    token_type_hint: str | None = Field(
+        default=None, max_length=64, description="Ignored: every kind of token is recognised"
+    )
+    client_id: str | None = Field(default=None, max_length=200)
+    client_secret: str | None = Field(default=None, max_length=4096)
+
+
+class IntrospectionAnswer(BaseModel):
+    """RFC 7662 section 2.2: `active`, and when active the token's claims."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active: bool
+    token_kind: (
+        Literal["access_token", "org_access_token", "personal_access_token", "refresh_token"] | None
+    ) = None
