@@ -234,3 +234,19 @@ async def test_a_deleted_token_fails_at_auth_itself_within_seconds(
     assert deleted.status_code == 204
     pat = bearer(created["token"])
     assert await refused_within(lambda: client.post(path, headers=pat)) < 5.0
+
+
+async def test_the_openapi_says_which_operations_a_pat_may_not_use(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/api/v1/auth/openapi.json")).json()["paths"]
+    for path, method in (
+        ("/api/v1/auth/tokens", "post"),
+        ("/api/v1/auth/tokens", "get"),
+        ("/api/v1/auth/tokens/{token_id}", "delete"),
+        ("/api/v1/auth/password", "post"),
+        ("/api/v1/auth/org-token", "post"),
+    ):
+        (who,) = paths[path][method]["x-accepted-tokens"]
+        assert "personal access token gets 403 `insufficient_scope`" in who, path
+    assert paths["/api/v1/auth/register"]["post"]["x-accepted-tokens"] == ["none needed"]

@@ -405,3 +405,34 @@ async def test_the_membership_lookup_is_for_auths_service_token_only(
         response = await client.get(path, params={"org": world.slug}, headers=headers)
         assert_problem(response, 403, "insufficient_scope")
     assert_problem(await client.get(path, params={"org": world.slug}), 401, "not_authenticated")
+
+
+# The OpenAPI document ----------------------------------------------------------------
+
+
+async def test_every_operation_documents_the_tokens_and_permission_it_takes(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = (await client.get("/api/v1/orgs/openapi.json")).json()
+    operations = {
+        (method.upper(), path): operation
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if path.startswith(("/api/", "/internal/"))
+    }
+    for key, operation in operations.items():
+        rules = operation["x-accepted-tokens"]
+        assert rules, key
+        assert operation["description"].endswith("; ".join(rules) + "."), key
+    expected = {
+        ("GET", "/api/v1/orgs/{slug}"): "org:read",
+        ("PATCH", "/api/v1/orgs/{slug}"): "org:update",
+        ("DELETE", "/api/v1/orgs/{slug}"): "org:delete",
+        ("POST", "/api/v1/orgs/{slug}/members"): "members:write",
+        ("GET", "/api/v1/orgs/{slug}/invitations"): "invitations:write",
+        ("POST", "/api/v1/orgs"): "orgs:create",
+    }
+    for key, permission in expected.items():
+        assert any(f"`{permission}`" in rule for rule in operations[key]["x-accepted-tokens"]), key
+    internal = operations[("GET", "/internal/v1/orgs/memberships/{user_id}")]
+    assert internal["x-accepted-tokens"] == ["a service token with scope `orgs:memberships:read`"]

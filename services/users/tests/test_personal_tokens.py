@@ -43,3 +43,16 @@ async def test_scopes_narrow_what_a_pat_may_do(
     assert renamed.json()["name"] == "Via PAT"
     lookup = await client.post("/api/v1/users/lookup", json={"ids": [str(user.id)]}, headers=writer)
     assert_problem(lookup, 403, "insufficient_scope")
+
+
+async def test_the_openapi_names_the_scope_each_operation_takes(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/api/v1/users/openapi.json")).json()["paths"]
+    for path, method, scope in (
+        ("/api/v1/users/me", "get", "profile:read"),
+        ("/api/v1/users/me", "patch", "profile:write"),
+        ("/api/v1/users/lookup", "post", "profile:read"),
+    ):
+        rules = paths[path][method]["x-accepted-tokens"]
+        assert f"a personal access token needs the scope `{scope}`" in rules, path

@@ -46,6 +46,7 @@ from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
 from platform_common.settings import ServiceSettings
 from platform_common.state import PlatformState
+from platform_common.token_docs import describe_tokens
 from platform_common.verification import JWKSKeySource, KeySource, PatExchanger, TokenVerifier
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -236,8 +237,9 @@ def create_service_app(
 
 
 def _declare_body_errors(app: FastAPI) -> None:
-    """Document 400 and 413 on every operation with a request body (FastAPI's "extending
-    OpenAPI" hook: routes of included routers are no longer editable one by one)."""
+    """Document 400 and 413 on every operation with a request body, and the tokens each
+    accepts (platform_common.token_docs) (FastAPI's "extending OpenAPI" hook: routes of
+    included routers are no longer editable one by one)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -248,6 +250,7 @@ def _declare_body_errors(app: FastAPI) -> None:
                         responses = operation.setdefault("responses", {})
                         for status, response in BODY_ERROR_RESPONSES.items():
                             responses.setdefault(str(status), response)
+            describe_tokens(app, schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -30,6 +30,14 @@ from fastapi.security import OAuth2PasswordBearer
 from platform_common.errors import Forbidden, Unauthorized
 from platform_common.permissions import PAT_SCOPES, PERMISSIONS
 from platform_common.state import platform_state
+from platform_common.token_docs import (
+    ADMIN,
+    ANY_BEARER,
+    SESSION_USER,
+    USER,
+    documents,
+    service_scope_rule,
+)
 from platform_common.verification import (
     SERVICE_SUBJECT_PREFIX,
     InvalidToken,
@@ -129,6 +137,7 @@ async def verified_bearer(request: Request) -> Principal | None:
     return outcome if isinstance(outcome, Principal) else None
 
 
+@documents(ANY_BEARER)
 async def get_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
@@ -144,6 +153,7 @@ async def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
+@documents(USER)
 async def get_current_user(principal: CurrentPrincipal) -> Principal:
     if principal.is_service:
         raise Forbidden("This endpoint is for users, not services.")
@@ -153,6 +163,7 @@ async def get_current_user(principal: CurrentPrincipal) -> Principal:
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
+@documents(ADMIN)
 async def require_admin(principal: CurrentUser) -> Principal:
     if not principal.is_admin:
         raise Forbidden("Platform administrators only.")
@@ -162,6 +173,7 @@ async def require_admin(principal: CurrentUser) -> Principal:
 RequireAdmin = Annotated[Principal, Depends(require_admin)]
 
 
+@documents(SESSION_USER)
 async def get_session_user(principal: CurrentUser) -> Principal:
     if principal.via_pat:
         raise InsufficientScope(
@@ -179,6 +191,7 @@ def require_user_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]
     if scope not in PAT_SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
+    @documents(f"a personal access token needs the scope `{scope}`")
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if principal.via_pat and scope not in principal.scopes:
             raise InsufficientScope(f"This personal access token lacks the '{scope}' scope.")
@@ -190,6 +203,7 @@ def require_user_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits only service tokens carrying `scope`."""
 
+    @documents(service_scope_rule(scope))
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if not principal.is_service or scope not in principal.scopes:
             raise InsufficientScope(f"This endpoint requires a service token with '{scope}'.")
@@ -204,9 +218,18 @@ def check_permission(permissions: frozenset[str], permission: str) -> None:
         raise MissingPermission(f"This requires the '{permission}' permission in the org.")
 
 
+def permission_rule(permission: str) -> str:
+    return (
+        f"the permission `{permission}` in the org (platform_common.permissions: from the "
+        "caller's role, narrowed by an org-scoped token's permissions or a personal access "
+        "token's scopes)"
+    )
+
+
 ORG_PATH_PARAM = "org"
 
 
+@documents("an org-scoped token for the org in the path (others: 403)")
 async def get_org_member(request: Request, principal: CurrentPrincipal) -> Principal:
     """The caller, holding an org-scoped token for the org in the path (`{org}`, its slug or
     id). Nothing is asked of orgs: the token says it, and revocation markers keep it true
@@ -228,6 +251,7 @@ def require_permission(permission: str) -> Callable[[Principal], Awaitable[Princ
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
+    @documents(permission_rule(permission))
     async def dependency(member: CurrentOrgMember) -> Principal:
         assert member.org is not None
         check_permission(member.org.permissions, permission)

@@ -216,7 +216,8 @@ async def change_member_role(
     responses=_MEMBER_CHANGE,
 )
 async def remove_member(user_id: uuid.UUID, access: CanReadOrg, members: MemberServiceDep) -> None:
-    """Any member may leave. Removing an owner takes an owner. 409 `last_owner` when it
+    """Any member may leave (with `org:read`); removing someone else takes `members:write`
+    (admin+). Removing an owner takes an owner. 409 `last_owner` when it
     would leave the org without an owner."""
     await members.remove(access, user_id)
 

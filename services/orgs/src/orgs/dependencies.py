@@ -35,8 +35,15 @@ from orgs.revocation import MemberTokenRevocation
 from orgs.service import InvitationService, MemberService, OrgAccess, OrganizationService
 from platform_common.cache import USER_CARDS, SharedCache
 from platform_common.db import SessionDep
-from platform_common.security import CurrentUser, Principal, check_permission, require_scope
+from platform_common.security import (
+    CurrentUser,
+    Principal,
+    check_permission,
+    permission_rule,
+    require_scope,
+)
 from platform_common.state import PlatformStateDep
+from platform_common.token_docs import documents
 
 MEMBERSHIPS_SCOPE = "orgs:memberships:read"
 
@@ -97,6 +104,10 @@ MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
 InvitationServiceDep = Annotated[InvitationService, Depends(get_invitation_service)]
 
 
+@documents(
+    "a member of the org (others: 404 `not_found`); an org-scoped token must be for this "
+    "org (another org's: 403 `org_mismatch`)"
+)
 async def get_org_access(
     slug: Annotated[str, Path(description="The organization's slug")],
     principal: CurrentUser,
@@ -111,6 +122,7 @@ OrgAccessDep = Annotated[OrgAccess, Depends(get_org_access)]
 def require_permission(permission: str) -> Callable[[OrgAccess], Awaitable[OrgAccess]]:
     """A dependency admitting members whose access grants `permission`."""
 
+    @documents(permission_rule(permission))
     async def dependency(access: OrgAccessDep) -> OrgAccess:
         check_permission(access.permissions, permission)
         return access
