@@ -38,7 +38,10 @@ from platform_common.state import PlatformState, platform_state
 TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 DESCRIPTION = """
-Registration, login, access and refresh tokens, sessions and revocation.
+Registration, login, access and refresh tokens, sessions and revocation; org-scoped access
+tokens (`/org-token`: the membership read from orgs, with the role's permissions), personal
+access tokens (`/tokens`, `ipt_...`), RFC 7662 introspection and RFC 7009 revocation.
+Each operation's description ends with the tokens it accepts (also `x-accepted-tokens`).
 
 Access tokens are ES256 JWTs; verify them with the keys at `/api/v1/auth/jwks.json`.
 Errors are `application/problem+json` (RFC 9457), except on the OAuth2 endpoint

@@ -17,6 +17,12 @@ Roles, highest first: `owner`, `admin`, `member`, `viewer`. A platform admin may
 org gets 404 for it, never 403; a member whose role is too low gets 403 `forbidden`. An org
 never ends up without an owner (409 `last_owner`), whatever the interleaving of requests.
 
+Every endpoint takes a user's access token, an org-scoped token (`POST /api/v1/auth/org-token`;
+one for another org gets 403 `org_mismatch`) or a personal access token. What a caller may do
+in an org is a permission of its role (one table, `platform_common.permissions`), narrowed
+by an org-scoped token's permissions or a personal access token's scopes; each operation's
+description ends with what it takes (also `x-accepted-tokens`).
+
 Members' names and emails come from the users service over HTTP with the caller's token;
 when users cannot answer, the endpoints that need it answer 503 `dependency_unavailable`
 or 504 `dependency_timeout`. Errors are `application/problem+json` (RFC 9457).
