@@ -248,5 +248,5 @@ async def test_the_openapi_says_which_operations_a_pat_may_not_use(
         ("/api/v1/auth/org-token", "post"),
     ):
         (who,) = paths[path][method]["x-accepted-tokens"]
-        assert "personal access token gets 403 `insufficient_scope`" in who, path
+        assert "a personal access token or an org-scoped token gets 403" in who, path
     assert paths["/api/v1/auth/register"]["post"]["x-accepted-tokens"] == ["none needed"]

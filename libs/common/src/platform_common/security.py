@@ -4,9 +4,10 @@
 get_principal       Bearer token -> TokenVerifier (platform_common.verification) -> Principal
 CurrentPrincipal    any verified caller, user or service
 CurrentUser         users only (403 for services); a personal access token is its user
-CurrentSessionUser  users with a login session's token: the account's own security (its
-                    PATs, password, email, sessions, deletion) is never open to a personal
-                    access token (403 `insufficient_scope`)
+CurrentSessionUser  users with a plain login session's token: the account's own security
+                    (its PATs, org tokens, password, email, sessions, deletion) is never open
+                    to a personal access token or an org-scoped token (403
+                    `insufficient_scope`)
 require_user_scope(s)  for a personal access token, 403 `insufficient_scope` unless it has
                     scope `s`; any other token passes
 RequireAdmin        platform administrators only
@@ -175,10 +176,12 @@ RequireAdmin = Annotated[Principal, Depends(require_admin)]
 
 @documents(SESSION_USER)
 async def get_session_user(principal: CurrentUser) -> Principal:
-    if principal.via_pat:
-        raise InsufficientScope(
-            "A personal access token cannot do this; use a login session's access token."
-        )
+    # Neither a PAT nor a token scoped to one org may reach beyond itself: minting PATs or
+    # other orgs' tokens, or changing the account's credentials, with one would escape its
+    # narrowing.
+    if principal.via_pat or principal.org is not None:
+        kind = "A personal access token" if principal.via_pat else "An org-scoped token"
+        raise InsufficientScope(f"{kind} cannot do this; use a login session's access token.")
     return principal
 
 

@@ -26,8 +26,8 @@ ANY_BEARER = (
 )
 USER = "a user's access token, org-scoped token or personal access token (services: 403)"
 SESSION_USER = (
-    "a user's login-session access token or org-scoped token; a personal access token gets "
-    "403 `insufficient_scope`"
+    "a user's login-session access token; a personal access token or an org-scoped token "
+    "gets 403 `insufficient_scope`"
 )
 ADMIN = "a platform admin's token"
 WHO = (ANY_BEARER, USER, SESSION_USER, ADMIN)

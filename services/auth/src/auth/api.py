@@ -56,7 +56,10 @@ internal_router = APIRouter(prefix="/internal/v1/auth", tags=["internal"])
 
 # Endpoints of the account's own security take a login session's token only.
 SESSION_ONLY: dict[int | str, dict[str, Any]] = {
-    403: {"description": "`insufficient_scope`: a personal access token cannot do this"}
+    403: {
+        "description": "`insufficient_scope`: a personal access token or an org-scoped token "
+        "cannot do this"
+    }
 }
 
 
@@ -143,8 +146,8 @@ async def change_password(
 async def org_token(
     data: OrgTokenRequest, user: CurrentSessionUser, db: SessionDep, org_tokens: OrgTokenServiceDep
 ) -> Any:
-    """**Accepts** a user access token (an org-scoped one too), not a personal access
-    token (403 `insufficient_scope`). The answer is a short-lived
+    """**Accepts** a user's login-session access token; neither a personal access token
+    nor an org-scoped token (403 `insufficient_scope`). The answer is a short-lived
     access token (`AUTH_ORG_TOKEN_TTL_SECONDS`, 300 s) of the same session, with the claims
     `org_id`, `org_slug`, `org_role` and `permissions` (the role's, from the platform's one
     role-to-permission table) and `org_checked_at`. The membership is read from orgs at
