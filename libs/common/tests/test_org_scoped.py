@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from platform_common.app import create_service_app
 from platform_common.permissions import PERMISSIONS, ROLE_PERMISSIONS, permissions_for
-from platform_common.revocation import EPOCH_KEY, OrgMarker, RevocationStore
-from platform_common.security import CurrentOrgMember, require_permission
+from platform_common.revocation import EPOCH_KEY, OrgMarker, RevocationStore, new_epoch
+from platform_common.security import CurrentOrgMember, CurrentPrincipal, require_permission
 from platform_common.state import platform_state
 from platform_testing import Backends, TokenFactory, assert_problem, bearer, flush_redis, running
 
@@ -32,6 +32,11 @@ router = APIRouter(prefix="/api/v1/demo")
 async def list_projects(member: CurrentOrgMember) -> dict[str, Any]:
     assert member.org is not None
     return {"org": member.org.slug, "role": member.org.role}
+
+
+@router.get("/me")
+async def me(principal: CurrentPrincipal) -> dict[str, str]:
+    return {"sub": principal.subject}
 
 
 @router.post("/orgs/{org}/projects", dependencies=[Depends(require_permission("members:write"))])
@@ -211,4 +216,31 @@ async def test_the_store_compares_with_the_time_the_membership_was_read(
         ttl = await redis.ttl(f"platform:revoked:org:{org}:{user}")
         assert 3600 < ttl <= 3660
     finally:
+        await redis.aclose()
+
+
+async def test_org_tokens_checked_before_redis_lost_its_markers_are_refused(
+    service: httpx.AsyncClient, tokens: TokenFactory, backends: Backends
+) -> None:
+    """Redis came back empty and auth rebuilt it (a new epoch): markers written before are
+    gone, so every org-scoped token checked before the rebuild is refused; plain tokens and
+    org tokens checked since are not."""
+    user = str(uuid.uuid4())
+    before = org_token(tokens, "owner", user, await now_ms(service))
+    plain = tokens.mint(sub=user)
+    path = "/api/v1/demo/orgs/acme/projects"
+    assert (await service.get(path, headers=bearer(before))).status_code == 200
+    redis = Redis.from_url(backends.redis_url)
+    store = RevocationStore(redis)
+    try:
+        await asyncio.sleep(0.005)
+        await redis.set(EPOCH_KEY, new_epoch(await store.server_time_ms()))
+        await asyncio.sleep(1.1)  # past the verifier's cache
+        assert_problem(await service.get(path, headers=bearer(before)), 401, "invalid_token")
+        assert (await service.get("/api/v1/demo/me", headers=bearer(plain))).status_code == 200
+        await asyncio.sleep(0.005)
+        after = org_token(tokens, "owner", user, await store.server_time_ms())
+        assert (await service.get(path, headers=bearer(after))).status_code == 200
+    finally:
+        await redis.set(EPOCH_KEY, "test")
         await redis.aclose()

@@ -11,8 +11,9 @@ import httpx
 from jose import jwt
 
 from platform_common.permissions import permissions_for
+from platform_common.revocation import EPOCH_KEY, epoch_started_ms
 from platform_common.state import platform_state
-from platform_testing import assert_problem, bearer
+from platform_testing import assert_problem, bearer, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -201,4 +202,24 @@ async def test_an_org_token_fails_once_orgs_marks_the_membership_changed(
     # read after the mark, on Redis' millisecond clock) works.
     await asyncio.sleep(0.01)
     assert (await client.get("/api/v1/auth/sessions", headers=user.headers)).status_code == 200
+    assert await active(client, await _org_token(client, user.headers))
+
+
+async def test_org_tokens_from_before_redis_lost_its_memory_fail_after_the_rebuild(
+    client: httpx.AsyncClient, api: AuthApi, fake_orgs: FakeOrgs
+) -> None:
+    """The revocation keeper's new epoch starts with Redis' time: org-scoped tokens checked
+    before it (whose markers may be gone) are refused, while the user's own token is not."""
+    user = await api.signed_in()
+    fake_orgs.add(user.id, "acme", "owner")
+    before = await _org_token(client, user.headers)
+    redis = platform_state(client.app).redis  # type: ignore[attr-defined]
+    await asyncio.sleep(0.005)
+    await redis.delete(EPOCH_KEY)
+    await wait_for(lambda: redis.exists(EPOCH_KEY), within=5)
+    assert epoch_started_ms(await redis.get(EPOCH_KEY)) > 0
+    await asyncio.sleep(1.1)  # past the revocation cache
+    assert not await active(client, before)
+    assert await active(client, user.token)
+    await asyncio.sleep(0.005)
     assert await active(client, await _org_token(client, user.headers))

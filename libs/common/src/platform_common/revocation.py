@@ -19,12 +19,15 @@ Org-scoped tokens are revoked per organization and member the same way: orgs wri
 on Redis' own clock (so no service's clock skew matters), when the member's role changes,
 the member leaves or the org is deleted; a token whose membership was checked at or before
 that time is refused. The marker is read in the same `MGET` as the session's key and the
-epoch. (What Redis loses of these markers is not rebuilt: see `revoke_org_tokens`.)
+epoch. Redis losing its memory loses markers too, and they are not rebuilt: instead the
+epoch auth writes when it rebuilds starts with Redis' time (`new_epoch`), and every org-scoped
+token checked before it is refused (its holder asks auth for a new one).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -61,6 +64,18 @@ class OrgMarker(NamedTuple):
 
 def org_marker_key(org_id: str, user_id: str) -> str:
     return f"{ORG_KEY_PREFIX}{org_id}:{user_id}"
+
+
+def new_epoch(server_time_ms: int) -> str:
+    """An epoch value: when (Redis' clock) the revocation state was (re)built, and a nonce."""
+    return f"{server_time_ms} {uuid.uuid4().hex}"
+
+
+def epoch_started_ms(epoch: bytes | str) -> int:
+    """When the state was (re)built; 0 for an epoch that does not say (a test's marker)."""
+    text = epoch.decode() if isinstance(epoch, bytes) else epoch
+    head = text.split(" ", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 class RevocationStateLost(RedisError):
@@ -119,18 +134,23 @@ class RevocationStore:
         keys = [KEY_PREFIX + session_id]
         if org is not None:
             keys.append(org_marker_key(org.org_id, org.user_id))
-        values = await self._values(keys)
+        *values, epoch = await self._values([*keys, EPOCH_KEY])
         if values[0] is not None:
             return True
-        return org is not None and values[1] is not None and int(values[1]) >= org.checked_at_ms
+        if org is None:
+            return False
+        if epoch is not None and org.checked_at_ms < epoch_started_ms(epoch):
+            return True  # checked before Redis lost (and auth rebuilt) the markers
+        return values[1] is not None and int(values[1]) >= org.checked_at_ms
 
     async def _values(self, keys: list[str]) -> list[bytes | str | None]:
+        """The keys' values (the epoch last), from the local cache while it is fresh."""
         now = time.monotonic()
         cached = [self._cache.get(key) for key in keys]
         if all(entry is not None and entry[0] > now for entry in cached):
             return [entry[1] for entry in cached if entry is not None]
-        *values, epoch = await self.redis.mget(*keys, EPOCH_KEY)
-        if epoch is None:
+        values = await self.redis.mget(*keys)
+        if values[-1] is None:
             raise RevocationStateLost("The revocation state is being rebuilt.")
         if len(self._cache) >= self.max_cached:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
@@ -138,4 +158,4 @@ class RevocationStore:
                 self._cache.clear()
         for key, value in zip(keys, values, strict=True):
             self._cache[key] = (now + self.cache_seconds, value)
-        return values
+        return list(values)
