@@ -3,6 +3,7 @@ few seconds, narrowed to their scopes, and refused within 5 s of their deletion.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -113,3 +114,15 @@ async def test_auth_unreachable_is_503_not_401(
     pats.down = True
     response = await client.get(f"{ORGS}/{world.slug}", headers=bearer("ipt_" + "y" * 43))
     assert_problem(response, 503, "dependency_unavailable")
+
+
+async def test_a_burst_with_a_new_pat_asks_auth_once(
+    client: httpx.AsyncClient, world: OrgWorld, pats: FakePatExchange
+) -> None:
+    pat = bearer(pats.issue(world.viewer, list(PAT_SCOPES)))
+    pats.delay = 0.2
+    answers = await asyncio.gather(
+        *(client.get(f"{ORGS}/{world.slug}", headers=pat) for _ in range(8))
+    )
+    assert [a.status_code for a in answers] == [200] * 8
+    assert pats.exchanges == 1

@@ -195,6 +195,7 @@ class TokenVerifier:
         self.pat_cache_seconds = pat_cache_seconds
         # SHA-256 of a PAT -> (monotonic deadline, what auth said of it).
         self._pats: dict[str, tuple[float, Principal | InvalidToken]] = {}
+        self._pats_asked: dict[str, asyncio.Future[Principal | InvalidToken]] = {}
         self.issuer = issuer
         self.audience = audience
         self.algorithms = list(algorithms)
@@ -240,20 +241,40 @@ class TokenVerifier:
         cached = self._pats.get(key)
         if cached is not None and cached[0] > now:
             outcome = cached[1]
+        elif key in self._pats_asked:
+            # A burst of requests with a PAT not cached yet: one question to auth for all.
+            outcome = await asyncio.shield(self._pats_asked[key])
         else:
-            if self.pat_exchanger is None:
-                raise InvalidToken("Personal access tokens are not accepted here.")
+            asked = asyncio.get_running_loop().create_future()
+            asked.add_done_callback(_retrieve)
+            self._pats_asked[key] = asked
             try:
-                outcome = await self._verify_signed(await self.pat_exchanger.exchange(token))
-                if not outcome.via_pat:
-                    outcome = InvalidToken("auth did not vouch for this personal access token.")
-            except InvalidToken as exc:
-                outcome = exc
+                outcome = await self._ask_auth(token)
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    asked.set_exception(exc)
+                else:
+                    asked.cancel()
+                raise
+            finally:
+                del self._pats_asked[key]
+            asked.set_result(outcome)
             if len(self._pats) >= VERIFIED_CACHE_SIZE:
                 self._pats.clear()
             self._pats[key] = (now + self.pat_cache_seconds, outcome)
         if isinstance(outcome, InvalidToken):
             raise outcome
+        return outcome
+
+    async def _ask_auth(self, token: str) -> Principal | InvalidToken:
+        if self.pat_exchanger is None:
+            return InvalidToken("Personal access tokens are not accepted here.")
+        try:
+            outcome = await self._verify_signed(await self.pat_exchanger.exchange(token))
+        except InvalidToken as exc:
+            return exc
+        if not outcome.via_pat:
+            return InvalidToken("auth did not vouch for this personal access token.")
         return outcome
 
     async def _verify_signed(self, token: str) -> Principal:
@@ -336,6 +357,12 @@ class TokenVerifier:
                     "This access token has been revoked (its session ended, or the "
                     "membership it was issued for changed)."
                 )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared question's failure as seen: its asker re-raises it already."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _is_number(value: object) -> bool:

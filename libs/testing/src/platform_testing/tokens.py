@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class FakePatExchange:
         self.known: dict[str, dict[str, Any]] = {}
         self.exchanges = 0
         self.down = False  # auth unreachable
+        self.delay = 0.0  # seconds auth takes to answer
 
     def issue(self, caller: Caller, scopes: list[str], *, role: str = "user") -> str:
         token = "ipt_" + secrets.token_urlsafe(32)
@@ -103,10 +105,11 @@ class FakePatExchange:
     def delete(self, token: str) -> None:
         self.known.pop(token, None)
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    async def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path != "/internal/v1/auth/personal-tokens/exchange":
             return httpx.Response(404)
         self.exchanges += 1
+        await asyncio.sleep(self.delay)
         if self.down:
             raise httpx.ConnectError("auth is down", request=request)
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
