@@ -250,3 +250,21 @@ async def test_the_openapi_says_which_operations_a_pat_may_not_use(
         (who,) = paths[path][method]["x-accepted-tokens"]
         assert "a personal access token or an org-scoped token gets 403" in who, path
     assert paths["/api/v1/auth/register"]["post"]["x-accepted-tokens"] == ["none needed"]
+
+
+async def test_an_admins_pat_needs_the_admin_scope_for_admin_operations(
+    client: httpx.AsyncClient, api: AuthApi
+) -> None:
+    admin = await api.admin()
+    victim = await api.register()
+    path = f"/api/v1/auth/users/{victim['id']}/enable"
+    narrow = await create_pat(client, admin, scopes=["profile:read"])
+    assert_problem(
+        await client.post(path, headers=bearer(narrow["token"])), 403, "insufficient_scope"
+    )
+    scoped = await create_pat(client, admin, scopes=["platform:admin"])
+    assert (await client.post(path, headers=bearer(scoped["token"]))).status_code == 204
+    # The scope gives nothing to someone who is not an admin.
+    user = await api.signed_in()
+    mine = await create_pat(client, user, scopes=["platform:admin"])
+    assert_problem(await client.post(path, headers=bearer(mine["token"])), 403, "forbidden")

@@ -17,7 +17,8 @@ viewer   org:read members:read
 Personal access tokens (`ipt_...`) may be narrowed to a subset of `PAT_SCOPES`: these
 permissions (what the token may do in the owner's orgs, never beyond the owner's role) plus
 the user-level `profile:read`, `profile:write` (users: the own profile, lookups),
-`orgs:create` and `orgs:join` (creating an org, accepting an invitation).
+`orgs:create` and `orgs:join` (creating an org, accepting an invitation) and
+`platform:admin` (a platform admin's operations, for an admin's token).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
 
 # What a personal access token may be narrowed to (no scopes: the owner's full rights, but
 # never the account's own security: platform_common.security.CurrentSessionUser).
-USER_SCOPES: Final = ("profile:read", "profile:write", "orgs:create", "orgs:join")
+ADMIN_SCOPE: Final = "platform:admin"  # a platform admin's PAT, for the admin operations
+USER_SCOPES: Final = ("profile:read", "profile:write", "orgs:create", "orgs:join", ADMIN_SCOPE)
 PAT_SCOPES: Final = USER_SCOPES + PERMISSIONS
 
 

@@ -29,7 +29,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from platform_common.errors import Forbidden, Unauthorized
-from platform_common.permissions import PAT_SCOPES, PERMISSIONS
+from platform_common.permissions import ADMIN_SCOPE, PAT_SCOPES, PERMISSIONS
 from platform_common.state import platform_state
 from platform_common.token_docs import (
     ADMIN,
@@ -168,6 +168,8 @@ CurrentUser = Annotated[Principal, Depends(get_current_user)]
 async def require_admin(principal: CurrentUser) -> Principal:
     if not principal.is_admin:
         raise Forbidden("Platform administrators only.")
+    if principal.via_pat and ADMIN_SCOPE not in principal.scopes:
+        raise InsufficientScope(f"This personal access token lacks the '{ADMIN_SCOPE}' scope.")
     return principal
 
 

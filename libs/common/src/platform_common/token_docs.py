@@ -29,7 +29,7 @@ SESSION_USER = (
     "a user's login-session access token; a personal access token or an org-scoped token "
     "gets 403 `insufficient_scope`"
 )
-ADMIN = "a platform admin's token"
+ADMIN = "a platform admin's token (a personal access token needs the scope `platform:admin`)"
 WHO = (ANY_BEARER, USER, SESSION_USER, ADMIN)
 NONE = "none needed"
 SERVICE = "a service token with scope"
