@@ -436,3 +436,26 @@ async def test_every_operation_documents_the_tokens_and_permission_it_takes(
         assert any(f"`{permission}`" in rule for rule in operations[key]["x-accepted-tokens"]), key
     internal = operations[("GET", "/internal/v1/orgs/memberships/{user_id}")]
     assert internal["x-accepted-tokens"] == ["a service token with scope `orgs:memberships:read`"]
+
+
+async def test_an_org_token_acts_only_within_its_org(
+    client: httpx.AsyncClient, world: OrgWorld, token_factory: TokenFactory
+) -> None:
+    """It may not create another org or join one; the user's own token may."""
+    org = await org_of(client, world)
+    owner = await org_token(client, token_factory, world.owner, org, "owner")
+    created = await client.post(
+        ORGS,
+        json={"name": "Elsewhere", "slug": f"else-{uuid.uuid4().hex[:8]}"},
+        headers=owner.headers,
+    )
+    assert_problem(created, 403, "insufficient_scope")
+    outsider_org = await org_token(client, token_factory, world.outsider, org, "viewer")
+    accepted = await client.post(
+        f"{ORGS}/invitations/{world.invitation_token}/accept", headers=outsider_org.headers
+    )
+    assert_problem(accepted, 403, "insufficient_scope")
+    accepted = await client.post(
+        f"{ORGS}/invitations/{world.invitation_token}/accept", headers=world.outsider.headers
+    )
+    assert accepted.status_code == 201, accepted.text

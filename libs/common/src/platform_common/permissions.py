@@ -52,6 +52,8 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
 ADMIN_SCOPE: Final = "platform:admin"  # a platform admin's PAT, for the admin operations
 USER_SCOPES: Final = ("profile:read", "profile:write", "orgs:create", "orgs:join", ADMIN_SCOPE)
 PAT_SCOPES: Final = USER_SCOPES + PERMISSIONS
+# What no org-scoped token may do: it acts within its one org.
+OUTSIDE_ANY_ORG: Final = frozenset({"orgs:create", "orgs:join"})
 
 
 def permissions_for(role: str) -> frozenset[str]:

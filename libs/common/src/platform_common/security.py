@@ -29,7 +29,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from platform_common.errors import Forbidden, Unauthorized
-from platform_common.permissions import ADMIN_SCOPE, PAT_SCOPES, PERMISSIONS
+from platform_common.permissions import ADMIN_SCOPE, OUTSIDE_ANY_ORG, PAT_SCOPES, PERMISSIONS
 from platform_common.state import platform_state
 from platform_common.token_docs import (
     ADMIN,
@@ -192,14 +192,21 @@ CurrentSessionUser = Annotated[Principal, Depends(get_session_user)]
 
 def require_user_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency narrowing personal access tokens to those carrying `scope`
-    (platform_common.permissions.PAT_SCOPES); other callers pass."""
+    (platform_common.permissions.PAT_SCOPES); other callers pass, but for the scopes that
+    act outside any one org (creating or joining an org), which an org-scoped token lacks."""
     if scope not in PAT_SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
+    outside_orgs = scope in OUTSIDE_ANY_ORG
+    rule = f"a personal access token needs the scope `{scope}`" + (
+        "; an org-scoped token gets 403 `insufficient_scope`" if outside_orgs else ""
+    )
 
-    @documents(f"a personal access token needs the scope `{scope}`")
+    @documents(rule)
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if principal.via_pat and scope not in principal.scopes:
             raise InsufficientScope(f"This personal access token lacks the '{scope}' scope.")
+        if outside_orgs and principal.org is not None:
+            raise InsufficientScope("An org-scoped token acts only within its org.")
         return principal
 
     return dependency
