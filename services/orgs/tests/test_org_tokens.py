@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -459,3 +460,22 @@ async def test_an_org_token_acts_only_within_its_org(
         f"{ORGS}/invitations/{world.invitation_token}/accept", headers=world.outsider.headers
     )
     assert accepted.status_code == 201, accepted.text
+
+
+async def test_an_expired_org_token_is_401(
+    client: httpx.AsyncClient, world: OrgWorld, token_factory: TokenFactory
+) -> None:
+    org = await org_of(client, world)
+    token = token_factory.mint(
+        sub=str(world.owner.id),
+        ttl=timedelta(seconds=-60),
+        org_id=org["id"],
+        org_slug=org["slug"],
+        org_role="owner",
+        permissions=sorted(permissions_for("owner")),
+        org_checked_at=int(time.time() * 1000),
+    )
+    response = await client.get(
+        f"{ORGS}/{world.slug}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert_problem(response, 401, "invalid_token")
