@@ -230,20 +230,24 @@ async def test_a_role_raised_by_hand_in_an_org_token_fails_the_signature(
     assert_problem(response, 401, "invalid_token")
 
 
+def owner_claims(org: dict[str, Any]) -> dict[str, Any]:
+    """The org claims of an owner's token for `org`, checked now."""
+    return {
+        "org_id": org["id"],
+        "org_slug": org["slug"],
+        "org_role": "owner",
+        "permissions": sorted(permissions_for("owner")),
+        "org_checked_at": int(time.time() * 1000),
+    }
+
+
 async def test_org_claims_signed_by_another_key_are_refused(
     client: httpx.AsyncClient, world: OrgWorld
 ) -> None:
     """Someone's own key, with the kid of the issuer's: the signature fails."""
     org = await org_of(client, world)
     impostor = TokenFactory(TEST_ISSUER, TEST_AUDIENCE)
-    token = impostor.mint(
-        sub=str(world.outsider.id),
-        org_id=org["id"],
-        org_slug=org["slug"],
-        org_role="owner",
-        permissions=sorted(permissions_for("owner")),
-        org_checked_at=int(time.time() * 1000),
-    )
+    token = impostor.mint(sub=str(world.outsider.id), **owner_claims(org))
     response = await client.get(
         f"{ORGS}/{world.slug}", headers={"Authorization": f"Bearer {token}"}
     )
@@ -467,13 +471,7 @@ async def test_an_expired_org_token_is_401(
 ) -> None:
     org = await org_of(client, world)
     token = token_factory.mint(
-        sub=str(world.owner.id),
-        ttl=timedelta(seconds=-60),
-        org_id=org["id"],
-        org_slug=org["slug"],
-        org_role="owner",
-        permissions=sorted(permissions_for("owner")),
-        org_checked_at=int(time.time() * 1000),
+        sub=str(world.owner.id), ttl=timedelta(seconds=-60), **owner_claims(org)
     )
     response = await client.get(
         f"{ORGS}/{world.slug}", headers={"Authorization": f"Bearer {token}"}
