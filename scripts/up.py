@@ -64,6 +64,7 @@ def service_env(
         env.setdefault(f"{prefix}_JWT_ISSUER", f"{urls['auth']}/api/v1/auth")
         env.setdefault(f"{prefix}_JWKS_URL", f"{urls['auth']}/api/v1/auth/jwks.json")
     env.setdefault("AUTH_USERS_URL", urls["users"])
+    env.setdefault("AUTH_ORGS_URL", urls["orgs"])
     env.setdefault("USERS_ORGS_URL", urls["orgs"])
     env.setdefault("ORGS_USERS_URL", urls["users"])
     return env

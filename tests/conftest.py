@@ -234,6 +234,7 @@ def platform(
     base_env.update(
         PYTHONUNBUFFERED="1",
         AUTH_USERS_URL=urls["users"],
+        AUTH_ORGS_URL=urls["orgs"],
         USERS_ORGS_URL=urls["orgs"],
         ORGS_USERS_URL=urls["users"],
         AUTH_OUTBOX_POLL_SECONDS="0.2",

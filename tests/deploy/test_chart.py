@@ -284,6 +284,7 @@ def test_services_find_each_other(renders: dict[str, Manifest]) -> None:
     assert data["users"]["USERS_ORGS_URL"] == f"http://{component('orgs')}"
     assert data["orgs"]["ORGS_USERS_URL"] == f"http://{component('users')}"
     assert data["auth"]["AUTH_USERS_URL"] == f"http://{component('users')}"
+    assert data["auth"]["AUTH_ORGS_URL"] == f"http://{component('orgs')}"  # org-scoped tokens
     issuers = {data[name][f"{name.upper()}_JWT_ISSUER"] for name in SERVICES}
     audiences = {data[name][f"{name.upper()}_JWT_AUDIENCE"] for name in SERVICES}
     assert len(issuers) == 1 and len(audiences) == 1

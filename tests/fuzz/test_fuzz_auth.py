@@ -49,6 +49,7 @@ def settings(database_url: str, redis_url: str, keys_dir: Path) -> AuthSettings:
         argon2_time_cost=1,
         argon2_memory_kib=64,
         users_url="http://users.test",
+        orgs_url="http://orgs.test",
         login_max_failures_per_account=10_000,
         login_max_attempts_per_ip=100_000,
         service_clients={
@@ -73,6 +74,12 @@ schema = fuzz.collected_schema(_collection_app(), proxy)
 def users_service(request: httpx.Request) -> httpx.Response:
     """users' internal event endpoint, as auth's outbox relay calls it."""
     return httpx.Response(200, json={"ok": True})
+
+
+def orgs_service(request: httpx.Request) -> httpx.Response:
+    """orgs' internal membership lookup, as the org-token endpoint calls it: the fuzzed
+    users are members of nothing."""
+    return httpx.Response(404, json={"code": "not_found"})
 
 
 def oauth_errors(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
@@ -130,7 +137,12 @@ async def accounts(
 
     def build() -> FastAPI:
         return create_app(
-            config, transports={"users": httpx.MockTransport(users_service)}, run_outbox=False
+            config,
+            transports={
+                "users": httpx.MockTransport(users_service),
+                "orgs": httpx.MockTransport(orgs_service),
+            },
+            run_outbox=False,
         )
 
     fuzz.serve_through(proxy, build, OPENAPI)

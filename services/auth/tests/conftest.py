@@ -5,10 +5,11 @@ from `platform_testing.client_factory`, a fake users service behind an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,50 @@ class FakeUsers:
         return httpx.Response(200, json={"ok": True})
 
 
+@dataclass
+class FakeOrgs:
+    """orgs' internal membership lookup, as auth's org-token endpoint sees it.
+
+    `members` maps (user id, org slug) to a role; an org is known by its slug and by its id
+    (`org_ids`). `mode`: "up", "down" (connection refused), "slow" (sleeps `delay` s first)
+    or "error" (500)."""
+
+    members: dict[tuple[str, str], str] = field(default_factory=dict)
+    org_ids: dict[str, str] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+    mode: str = "up"
+    delay: float = 0.0
+
+    def add(self, user_id: uuid.UUID, slug: str, role: str) -> str:
+        org_id = self.org_ids.setdefault(slug, str(uuid.uuid4()))
+        self.members[(str(user_id), slug)] = role
+        return org_id
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.mode == "down":
+            raise httpx.ConnectError("orgs is down", request=request)
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay)
+        if self.mode == "error":
+            return httpx.Response(500, json={"detail": "boom"})
+        user_id = request.url.path.rsplit("/", 1)[-1]
+        org = request.url.params["org"]
+        slug = next((s for s, i in self.org_ids.items() if org in (s, i)), None)
+        role = self.members.get((user_id, slug or ""))
+        if slug is None or role is None:
+            return httpx.Response(404, json={"code": "not_found"})
+        return httpx.Response(
+            200, json={"org_id": self.org_ids[slug], "org_slug": slug, "role": role}
+        )
+
+    def reset(self) -> None:
+        self.members.clear()
+        self.org_ids.clear()
+        self.requests.clear()
+        self.mode, self.delay = "up", 0.0
+
+
 @pytest.fixture(scope="session")
 async def auth_database_url(backends: Backends) -> AsyncIterator[str]:
     yield await migrated_database(backends, "auth", MIGRATIONS)
@@ -77,6 +122,7 @@ def base_settings(auth_database_url: str, backends: Backends, keys_dir: Path) ->
         "refresh_reuse_interval_seconds": 0,
         "argon2_memory_kib": 64,
         "users_url": "http://users.test",
+        "orgs_url": "http://orgs.test",
         "outbox_poll_seconds": 0.05,
         "service_clients": {
             "orgs": {
@@ -100,6 +146,15 @@ def fake_users() -> FakeUsers:
     return FakeUsers()
 
 
+FAKE_ORGS = FakeOrgs()
+
+
+@pytest.fixture
+def fake_orgs() -> Iterator[FakeOrgs]:
+    yield FAKE_ORGS
+    FAKE_ORGS.reset()
+
+
 def auth_client_factory(
     base_settings: dict[str, Any], fake_users: FakeUsers, *, run_outbox: bool
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
@@ -108,7 +163,10 @@ def auth_client_factory(
         create_app,
         AuthSettings,
         base_settings,
-        transports={"users": httpx.MockTransport(fake_users.handler)},
+        transports={
+            "users": httpx.MockTransport(fake_users.handler),
+            "orgs": httpx.MockTransport(FAKE_ORGS.handler),
+        },
         run_outbox=run_outbox,
     )
     return factory

@@ -32,6 +32,7 @@ from platform_testing import (
     TEST_ISSUER,
     Backends,
     Caller,
+    FakePatExchange,
     TokenFactory,
     backends,  # noqa: F401
     client_factory,
@@ -127,6 +128,12 @@ async def engine(backends: Backends) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+def pats(token_factory: TokenFactory) -> FakePatExchange:
+    """auth vouching for personal access tokens (`pats.issue(caller, scopes)`)."""
+    return FakePatExchange(token_factory)
+
+
+@pytest.fixture
 def users() -> FakeUsers:
     return FakeUsers()
 
@@ -145,6 +152,7 @@ async def make_client(
     engine: AsyncEngine,
     token_factory: TokenFactory,
     users: FakeUsers,
+    pats: FakePatExchange,
 ) -> AsyncIterator[ClientFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
     settings = verifying_settings(
@@ -152,7 +160,11 @@ async def make_client(
         backends.redis_url,
         users_url="http://users.test",
     )
-    transports = {"jwks": jwks_transport(token_factory), "users": httpx.MockTransport(users)}
+    transports = {
+        "jwks": jwks_transport(token_factory),
+        "users": httpx.MockTransport(users),
+        "auth": pats.transport(),
+    }
     try:
         yield client_factory(create_app, OrgsSettings, settings, transports)
     finally:

@@ -25,6 +25,7 @@ from platform_testing import (
     TEST_ISSUER,
     Backends,
     Caller,
+    FakePatExchange,
     TokenFactory,
     backends,  # noqa: F401
     bearer,
@@ -154,6 +155,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+def pats(token_factory: TokenFactory) -> FakePatExchange:
+    """auth vouching for personal access tokens (`pats.issue(caller, scopes)`)."""
+    return FakePatExchange(token_factory)
+
+
+@pytest.fixture
 def orgs() -> FakeOrgs:
     return FakeOrgs()
 
@@ -168,10 +175,15 @@ async def make_client(
     engine: AsyncEngine,
     token_factory: TokenFactory,
     orgs: FakeOrgs,
+    pats: FakePatExchange,
 ) -> AsyncIterator[AppFactory]:
     """`async with make_client(**settings) as client:` an app with adjusted settings."""
     settings = verifying_settings(database_url, backends.redis_url, orgs_url="http://orgs.test")
-    transports = {"jwks": jwks_transport(token_factory), "orgs": httpx.MockTransport(orgs)}
+    transports = {
+        "jwks": jwks_transport(token_factory),
+        "orgs": httpx.MockTransport(orgs),
+        "auth": pats.transport(),
+    }
     try:
         yield client_factory(create_app, UsersSettings, settings, transports)
     finally:

@@ -83,6 +83,7 @@ names. Fixed by the platform, not by an installation.
 {{- define "identity-platform.peers" -}}
 auth:
   USERS_URL: users
+  ORGS_URL: orgs
 users:
   ORGS_URL: orgs
 orgs:

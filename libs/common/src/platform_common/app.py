@@ -17,8 +17,9 @@ create_service_app(settings, routers, resources=...)
                readiness turns 503 as soon as shutdown starts; everything is closed on exit
 ```
 
-Outgoing HTTP (the JWKS fetch and calls to peers) goes through transports that tests can
-replace with `httpx.MockTransport` via `transports={"jwks": ..., "<peer>": ...}`.
+Outgoing HTTP (the JWKS fetch, auth's vouching for personal access tokens and calls to
+peers) goes through transports that tests can replace with `httpx.MockTransport` via
+`transports={"jwks": ..., "auth": ..., "<peer>": ...}`.
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ from platform_common.observability import (
     trace_http,
     trace_redis,
 )
+from platform_common.pat_exchange import HttpPatExchanger, auth_origin
 from platform_common.rate_limit import RateLimiter, enforce_rate_limit
 from platform_common.redis import create_redis
 from platform_common.revocation import RevocationStore
 from platform_common.settings import ServiceSettings
 from platform_common.state import PlatformState
-from platform_common.verification import JWKSKeySource, KeySource, TokenVerifier
+from platform_common.token_docs import describe_tokens
+from platform_common.verification import JWKSKeySource, KeySource, PatExchanger, TokenVerifier
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -98,6 +101,7 @@ def create_service_app(
     peers: dict[str, str] | None = None,
     resources: Resources | None = None,
     key_source: Callable[[FastAPI], KeySource] | None = None,
+    pat_exchanger: Callable[[FastAPI], PatExchanger] | None = None,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
     exception_handlers: Mapping[type[Exception], ExceptionHandler] | None = None,
     version: str = "1.0.0",
@@ -128,23 +132,35 @@ def create_service_app(
             )
             for name, url in (peers or {}).items()
         }
+        # Personal access tokens are vouched for by auth (platform_common.pat_exchange).
+        pat_client = ServiceClient(
+            "auth",
+            auth_origin(settings.jwks_url),
+            timeout_seconds=settings.http_timeout_seconds,
+            transport=transports.get("auth"),
+            durations=metrics.peer_requests,
+            traced=traced,
+        )
         try:
             if resources is not None:
                 async with resources(app):
-                    state.verifier = _verifier(app, jwks_http)
+                    state.verifier = _verifier(app, jwks_http, pat_client)
                     yield
             else:
-                state.verifier = _verifier(app, jwks_http)
+                state.verifier = _verifier(app, jwks_http, pat_client)
                 yield
         finally:
             state.readiness.draining = True
             for client in state.peers.values():
                 await client.aclose()
+            await pat_client.aclose()
             await jwks_http.aclose()
             await state.redis.aclose()
             await state.engine.dispose()
 
-    def _verifier(app: FastAPI, jwks_http: httpx.AsyncClient) -> TokenVerifier:
+    def _verifier(
+        app: FastAPI, jwks_http: httpx.AsyncClient, pat_client: ServiceClient
+    ) -> TokenVerifier:
         keys = (
             key_source(app)
             if key_source is not None
@@ -163,6 +179,10 @@ def create_service_app(
             algorithms=settings.jwt_algorithms,
             revocations=state.revocations,
             leeway_seconds=settings.jwt_leeway_seconds,
+            pat_exchanger=(
+                pat_exchanger(app) if pat_exchanger is not None else HttpPatExchanger(pat_client)
+            ),
+            pat_cache_seconds=settings.pat_cache_seconds,
         )
 
     app = FastAPI(
@@ -243,8 +263,9 @@ def create_service_app(
 
 
 def _declare_body_errors(app: FastAPI) -> None:
-    """Document 400 and 413 on every operation with a request body (FastAPI's "extending
-    OpenAPI" hook: routes of included routers are no longer editable one by one)."""
+    """Document 400 and 413 on every operation with a request body, and the tokens each
+    accepts (platform_common.token_docs) (FastAPI's "extending OpenAPI" hook: routes of
+    included routers are no longer editable one by one)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -255,6 +276,7 @@ def _declare_body_errors(app: FastAPI) -> None:
                         responses = operation.setdefault("responses", {})
                         for status, response in BODY_ERROR_RESPONSES.items():
                             responses.setdefault(str(status), response)
+            describe_tokens(app, schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -58,6 +58,9 @@ class ServiceSettings(BaseSettings):
     # Clock skew tolerated on exp, nbf and iat.
     jwt_leeway_seconds: int = Field(default=5, ge=0, le=300)
     revocation_cache_seconds: float = Field(default=1.0, ge=0, le=4)
+    # How long a personal access token's verdict from auth is kept (platform_common.
+    # verification): a deleted PAT fails everywhere within this, hence at most 5.
+    pat_cache_seconds: float = Field(default=4.0, ge=0, le=5)
 
     # Calls to the other services.
     http_timeout_seconds: float = Field(default=2.0, gt=0)

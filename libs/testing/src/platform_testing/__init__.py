@@ -3,7 +3,8 @@
 ```
 backends    the PostgreSQL and Redis of the test session (env URLs, testcontainers or the
             embedded servers), fresh databases, clean-up between tests
-tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer
+tokens      TokenFactory (tokens as auth mints them), Caller, bearer, the test issuer,
+            FakePatExchange (auth vouching for personal access tokens)
 apps        running / client_factory (an app and an in-process client), assert_problem
 processes   real processes for the cross-service tests (spawn, stop_process_group), and
             require_tool (a missing prometheus/helm/promtool fails, never skips)
@@ -14,7 +15,14 @@ embedded_*  the embedded PostgreSQL and Redis (also what `make up` runs), RedisS
 ```
 """
 
-from platform_testing.apps import asgi_get, assert_problem, client_factory, running, wait_for
+from platform_testing.apps import (
+    asgi_get,
+    assert_problem,
+    client_factory,
+    refused_within,
+    running,
+    wait_for,
+)
 from platform_testing.backends import (
     Backends,
     backends,
@@ -37,6 +45,7 @@ from platform_testing.tokens import (
     TEST_ISSUER,
     TEST_JWKS_URL,
     Caller,
+    FakePatExchange,
     TokenFactory,
     bearer,
     jwks_transport,
@@ -49,6 +58,7 @@ __all__ = [
     "TEST_JWKS_URL",
     "Backends",
     "Caller",
+    "FakePatExchange",
     "RedisServer",
     "TokenFactory",
     "asgi_get",
@@ -62,6 +72,7 @@ __all__ = [
     "jwks_transport",
     "log_tail",
     "migrated_database",
+    "refused_within",
     "require_tool",
     "reset_backends",
     "running",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -36,6 +36,22 @@ async def asgi_get(app: Any, path: str) -> list[Any]:
     scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
     await app(scope, receive, send)
     return sent
+
+
+async def refused_within(
+    send: Callable[[], Awaitable[httpx.Response]], within: float = 5.0, interval: float = 0.1
+) -> float:
+    """Repeat a request that still succeeds until it answers 401 `invalid_token` (a revoked
+    token); the seconds that took. Fails if it is still accepted after `within`."""
+    started = time.monotonic()
+    while True:
+        response = await send()
+        if response.status_code == 401:
+            assert_problem(response, 401, "invalid_token")
+            return time.monotonic() - started
+        assert response.status_code < 300, response.text
+        assert time.monotonic() - started < within, f"still accepted after {within} s"
+        await asyncio.sleep(interval)
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:

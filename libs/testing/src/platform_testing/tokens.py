@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,7 +66,7 @@ class TokenFactory:
             "jti": uuid.uuid4().hex,
             "role": role,
         }
-        if not claims["sub"].startswith("svc:"):
+        if not claims["sub"].startswith("svc:") and "pat_id" not in extra:
             claims["sid"] = sid or str(uuid.uuid4())
         if email:
             claims["email"] = email
@@ -74,6 +76,51 @@ class TokenFactory:
         return str(
             jwt.encode(claims, self.private_pem, algorithm="ES256", headers={"kid": self.kid})
         )
+
+
+class FakePatExchange:
+    """auth's personal-access-token exchange (platform_common.pat_exchange) as a service
+    under test sees it: the PATs it knows, each answered with a stand-in token minted by
+    `tokens`; unknown or deleted ones with 401. Serve it as the app's "auth" transport."""
+
+    def __init__(self, tokens: TokenFactory) -> None:
+        self.tokens = tokens
+        self.known: dict[str, dict[str, Any]] = {}
+        self.exchanges = 0
+        self.down = False  # auth unreachable
+        self.delay = 0.0  # seconds auth takes to answer
+
+    def issue(self, caller: Caller, scopes: list[str], *, role: str = "user") -> str:
+        token = "ipt_" + secrets.token_urlsafe(32)
+        self.known[token] = {
+            "sub": str(caller.id),
+            "role": role,
+            "email": caller.email,
+            "name": caller.name,
+            "scope": " ".join(sorted(scopes)),
+            "pat_id": str(uuid.uuid4()),
+        }
+        return token
+
+    def delete(self, token: str) -> None:
+        self.known.pop(token, None)
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/internal/v1/auth/personal-tokens/exchange":
+            return httpx.Response(404)
+        self.exchanges += 1
+        await asyncio.sleep(self.delay)
+        if self.down:
+            raise httpx.ConnectError("auth is down", request=request)
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        claims = self.known.get(token)
+        if claims is None:
+            return httpx.Response(401, json={"code": "invalid_token"})
+        stand_in = self.tokens.mint(ttl=timedelta(seconds=60), **claims)
+        return httpx.Response(200, json={"access_token": stand_in, "expires_in": 60})
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
 
 
 def jwks_transport(tokens: TokenFactory) -> httpx.MockTransport:

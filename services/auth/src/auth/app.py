@@ -10,7 +10,8 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auth.api import router
+from auth.api import internal_router, router
+from auth.clients.orgs import OrgsClient
 from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
 from auth.keys import KeyRing
@@ -18,19 +19,29 @@ from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
 from auth.revocation_sync import RevocationKeeper
-from auth.service import AccountService, ClientCredentials, SessionService
+from auth.service import (
+    AccountService,
+    ClientCredentials,
+    OrgTokenService,
+    PersonalTokenService,
+    SessionService,
+)
+from auth.service.introspection import TokenIntrospection
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
 from platform_common.error_handlers import http_exception_handler, problem_error_handler
 from platform_common.rate_limit import RateLimitExceeded
 from platform_common.security import StaticKeySource
-from platform_common.state import platform_state
+from platform_common.state import PlatformState, platform_state
 
 TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 DESCRIPTION = """
-Registration, login, access and refresh tokens, sessions and revocation.
+Registration, login, access and refresh tokens, sessions and revocation; org-scoped access
+tokens (`/org-token`: the membership read from orgs, with the role's permissions), personal
+access tokens (`/tokens`, `ipt_...`), RFC 7662 introspection and RFC 7009 revocation.
+Each operation's description ends with the tokens it accepts (also `x-accepted-tokens`).
 
 Access tokens are ES256 JWTs; verify them with the keys at `/api/v1/auth/jwks.json`.
 Errors are `application/problem+json` (RFC 9457), except on the OAuth2 endpoint
@@ -56,6 +67,7 @@ def create_app(
         parallelism=settings.argon2_parallelism,
     )
     issuer = TokenIssuer(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    personal_tokens = PersonalTokenService(issuer=issuer)
 
     @contextlib.asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +94,16 @@ def create_app(
         app.state.session_service = sessions
         app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
         app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
+        app.state.personal_token_service = personal_tokens
+        app.state.token_introspection = TokenIntrospection(
+            sessions=sessions, personal_tokens=personal_tokens
+        )
+        app.state.org_token_service = OrgTokenService(
+            settings,
+            issuer=issuer,
+            orgs=OrgsClient(platform.peer("orgs"), issuer),
+            revocations=platform.revocations,
+        )
         app.state.outbox = OutboxRelay(
             platform.sessionmaker,
             UsersClient(platform.peer("users"), issuer),
@@ -120,10 +142,13 @@ def create_app(
         title="auth",
         description=DESCRIPTION,
         routers=[router],
-        peers={"users": settings.users_url},
+        internal_routers=[internal_router],
+        peers={"users": settings.users_url, "orgs": settings.orgs_url},
         resources=resources,
         # auth verifies its own tokens with the keys it holds: no HTTP call to itself.
         key_source=lambda app: StaticKeySource(keyring.jwks()["keys"]),
+        # ...and vouches for personal access tokens from its own database.
+        pat_exchanger=lambda app: LocalPatExchanger(platform_state(app), personal_tokens),
         transports=transports,
         exception_handlers={
             StarletteHTTPException: oauth_body_errors,
@@ -133,6 +158,19 @@ def create_app(
     # Keys are loaded before start-up so that /jwks.json works as soon as the app exists.
     app.state.keyring = keyring
     return app
+
+
+class LocalPatExchanger:
+    """auth's own verifier has personal access tokens vouched for in-process (a session of
+    its own: the exchange records `last_used_at`), not over HTTP to itself."""
+
+    def __init__(self, platform: PlatformState, personal_tokens: PersonalTokenService) -> None:
+        self.platform = platform
+        self.personal_tokens = personal_tokens
+
+    async def exchange(self, token: str) -> str:
+        async with self.platform.sessionmaker() as db, db.begin():
+            return (await self.personal_tokens.exchange(db, token)).access_token
 
 
 async def oauth_body_errors(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from platform_common.revocation import ORG_TOKEN_MAX_LIFETIME_SECONDS
 from platform_common.settings import ServiceSettings
 
 
@@ -33,6 +34,9 @@ class AuthSettings(ServiceSettings):
     # still ends the session. 0 turns the grace off.
     refresh_reuse_interval_seconds: float = Field(default=5.0, ge=0, le=60)
     service_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    # Org-scoped access tokens (POST /org-token): short-lived; a role change or removal
+    # revokes them within seconds anyway (platform_common.revocation).
+    org_token_ttl_seconds: int = Field(default=300, ge=30, le=ORG_TOKEN_MAX_LIFETIME_SECONDS)
 
     # Argon2id cost (OWASP's second recommended profile by default; tests lower it).
     argon2_time_cost: int = Field(default=2, ge=1)
@@ -56,6 +60,8 @@ class AuthSettings(ServiceSettings):
 
     # Where auth delivers user events (the users service).
     users_url: str = "http://127.0.0.1:8002"
+    # Where auth reads memberships for org-scoped tokens (the orgs service).
+    orgs_url: str = "http://127.0.0.1:8003"
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
     # Seeded by `auth-migrate` (standard names, no prefix).

@@ -10,12 +10,23 @@ from fastapi import BackgroundTasks, Depends, Form, Request
 from fastapi.security import HTTPBasicCredentials
 
 from auth.config import AuthSettings
+from auth.errors import InvalidClient
 from auth.keys import KeyRing
 from auth.oauth2 import client_secret_basic
 from auth.outbox import OutboxRelay
-from auth.schemas import TokenRequest
-from auth.service import AccountService, ClientCredentials, ClientInfo, SessionService
+from auth.schemas import TokenActionRequest, TokenRequest
+from auth.service import (
+    AccountService,
+    ClientCredentials,
+    ClientInfo,
+    OrgTokenService,
+    PersonalTokenService,
+    SessionService,
+)
+from auth.service.introspection import Revoker, TokenIntrospection
 from platform_common.client_address import ClientAddressDep
+from platform_common.errors import Forbidden
+from platform_common.security import get_principal, get_session_user, oauth2_scheme
 from platform_common.state import platform_state
 
 
@@ -43,10 +54,51 @@ OutboxDep = Annotated[OutboxRelay, Depends(_app_state("outbox"))]
 SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_service"))]
 AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
 ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
+OrgTokenServiceDep = Annotated[OrgTokenService, Depends(_app_state("org_token_service"))]
+PersonalTokenServiceDep = Annotated[
+    PersonalTokenService, Depends(_app_state("personal_token_service"))
+]
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
 # The OAuth2 token request: its form, and the client's Basic credentials when it sent them.
 TokenRequestForm = Annotated[TokenRequest, Form()]
 ClientBasicDep = Annotated[HTTPBasicCredentials | None, Depends(client_secret_basic)]
+TokenActionForm = Annotated[TokenActionRequest, Form()]
+TokenIntrospectionDep = Annotated[TokenIntrospection, Depends(_app_state("token_introspection"))]
+
+
+async def token_action_caller(
+    request: Request,
+    basic: ClientBasicDep,
+    clients: ClientCredentialsDep,
+    form: TokenActionForm,
+) -> Revoker:
+    """Who calls /introspect or /revoke: a service client (client credentials in the Basic
+    header or the form, or a service token as the bearer), else the user of a login
+    session's token; 401 without credentials, 401 `invalid_client` for wrong ones."""
+    client_id, secret = (
+        (basic.username, basic.password) if basic else (form.client_id, form.client_secret)
+    )
+    if client_id and secret:
+        try:
+            clients.authenticate(client_id, secret)
+        except InvalidClient as exc:
+            exc.headers["WWW-Authenticate"] = 'Basic realm="auth"'
+            raise
+        return Revoker(user_id=None)
+    principal = await get_principal(request, await oauth2_scheme(request))
+    if principal.is_service:
+        return Revoker(user_id=None)
+    return Revoker(user_id=(await get_session_user(principal)).user_id)
+
+
+async def service_client(caller: Annotated[Revoker, Depends(token_action_caller)]) -> Revoker:
+    if caller.user_id is not None:
+        raise Forbidden("Token introspection is for service clients.")
+    return caller
+
+
+TokenActionCaller = Annotated[Revoker, Depends(token_action_caller)]
+ServiceClientCaller = Annotated[Revoker, Depends(service_client)]
 
 
 async def wake_outbox(background: BackgroundTasks, outbox: OutboxDep) -> None:

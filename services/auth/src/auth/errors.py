@@ -56,3 +56,14 @@ class LastAdmin(
     title="The last platform admin",
     detail="This is the last active platform admin: make another admin first.",
 ): ...
+
+
+class OrgNotFound(
+    NotFound,
+    code="org_not_found",
+    title="Organization not found",
+    detail="No such organization, or the caller is not a member of it.",
+): ...
+
+
+class PersonalTokenNotFound(NotFound, code="not_found"): ...

@@ -1,4 +1,5 @@
-"""auth's tables: accounts, sessions, refresh tokens and the outbox of user events."""
+"""auth's tables: accounts, sessions, refresh tokens, personal access tokens and the outbox
+of user events."""
 
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ class RefreshToken(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     rotated_at: Mapped[datetime | None]
+
+
+class PersonalAccessToken(UUIDPrimaryKey, Base):
+    """A long-lived bearer secret (`ipt_...`) of a user, narrowed to its scopes."""
+
+    __tablename__ = "personal_access_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    # SHA-256 of the token: the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The scopes it is narrowed to (platform_common.permissions.PAT_SCOPES); null: all.
+    scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
 
 
 class OutboxEvent(UUIDPrimaryKey, Base):

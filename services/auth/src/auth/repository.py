@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 
-from auth.models import OutboxEvent, RefreshToken, User, UserSession
+from auth.models import OutboxEvent, PersonalAccessToken, RefreshToken, User, UserSession
 from platform_common.repository import Repository
 from platform_common.text import has_nul
 
@@ -127,6 +127,71 @@ class RefreshTokenRepository(Repository[RefreshToken]):
     async def add(self, token: RefreshToken) -> None:
         self.session.add(token)
         await self.session.flush()
+
+
+class PersonalAccessTokenRepository(Repository[PersonalAccessToken]):
+    model = PersonalAccessToken
+
+    async def add(self, token: PersonalAccessToken) -> None:
+        self.session.add(token)
+        await self.session.flush()
+
+    async def list_for_user(
+        self, user_id: uuid.UUID, *, offset: int, limit: int
+    ) -> tuple[list[PersonalAccessToken], int]:
+        statement = (
+            select(PersonalAccessToken)
+            .where(PersonalAccessToken.user_id == user_id)
+            .order_by(PersonalAccessToken.created_at.desc(), PersonalAccessToken.id)
+        )
+        return await self.paginate(statement, offset=offset, limit=limit)
+
+    async def get_live_by_hash(
+        self, token_hash: str, now: datetime
+    ) -> tuple[PersonalAccessToken, User] | None:
+        """The unexpired token and its active owner."""
+        result = await self.session.execute(
+            select(PersonalAccessToken, User)
+            .join(User, User.id == PersonalAccessToken.user_id)
+            .where(
+                PersonalAccessToken.token_hash == token_hash,
+                PersonalAccessToken.expires_at > now,
+                User.is_active,
+            )
+        )
+        row = result.one_or_none()
+        return (row[0], row[1]) if row is not None else None
+
+    async def delete_for_user(self, user_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+        """Delete one of the user's tokens; False when it has none with that id."""
+        deleted = await self.session.scalar(
+            delete(PersonalAccessToken)
+            .where(PersonalAccessToken.id == token_id, PersonalAccessToken.user_id == user_id)
+            .returning(PersonalAccessToken.id)
+        )
+        return deleted is not None
+
+    async def delete_by_hash(self, token_hash: str) -> bool:
+        deleted = await self.session.scalar(
+            delete(PersonalAccessToken)
+            .where(PersonalAccessToken.token_hash == token_hash)
+            .returning(PersonalAccessToken.id)
+        )
+        return deleted is not None
+
+    async def touch(self, token_id: uuid.UUID, now: datetime, not_since: datetime) -> None:
+        """Record a use, unless one was recorded after `not_since` (at most once a minute)."""
+        await self.session.execute(
+            update(PersonalAccessToken)
+            .where(
+                PersonalAccessToken.id == token_id,
+                or_(
+                    PersonalAccessToken.last_used_at.is_(None),
+                    PersonalAccessToken.last_used_at < not_since,
+                ),
+            )
+            .values(last_used_at=now)
+        )
 
 
 class OutboxRepository(Repository[OutboxEvent]):

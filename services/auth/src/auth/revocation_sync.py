@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import uuid
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.repository import UserSessionRepository
 from platform_common.clock import utcnow
-from platform_common.revocation import RevocationStore
+from platform_common.revocation import RevocationStore, new_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +72,10 @@ class RevocationKeeper:
             return False
         try:
             started = utcnow()
-            await self._write_ended_since(started - self.token_lifetime, epoch=_new_epoch())
+            # The epoch starts with Redis' time: org-scoped tokens checked before it are
+            # refused, their revocation markers having been lost (platform_common.revocation).
+            epoch = new_epoch(await self.store.server_time_ms())
+            await self._write_ended_since(started - self.token_lifetime, epoch=epoch)
         finally:
             # Only our own lock: it may have expired and been taken by another process.
             if await self.redis.get(LOCK_KEY) == token.encode():
@@ -119,7 +121,3 @@ class RevocationKeeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _new_epoch() -> str:
-    return f"{utcnow().isoformat()} {uuid.uuid4()}"

@@ -8,7 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from platform_common.permissions import PAT_SCOPES
 from platform_common.text import NO_NUL
+
+PatScope = Literal[PAT_SCOPES]  # type: ignore[valid-type]
 
 
 class UserCreate(BaseModel):
@@ -116,3 +119,88 @@ class OpenIDConfiguration(BaseModel):
     response_types_supported: list[str]
     subject_types_supported: list[str]
     scopes_supported: list[str]
+    introspection_endpoint: str
+    revocation_endpoint: str
+
+
+class OrgTokenRequest(BaseModel):
+    org: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, description="The org's slug or id"
+    )
+
+
+class OrgTokenOrg(BaseModel):
+    id: uuid.UUID
+    slug: str
+    role: Literal["owner", "admin", "member", "viewer"]
+    permissions: list[str] = Field(description="What the token may do in the org")
+
+
+class OrgToken(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int = Field(description="Seconds until the token expires")
+    org: OrgTokenOrg
+
+
+SCOPES_HELP = (
+    "What the token may do, narrowing its owner's rights; null: everything its owner may, "
+    "except the account's own security (tokens, password, email, sessions, deletion), which "
+    "no personal access token may touch."
+)
+
+
+class PersonalTokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    expires_in_days: int = Field(ge=1, le=365)
+    scopes: list[PatScope] | None = Field(default=None, max_length=32, description=SCOPES_HELP)
+
+
+class PersonalTokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    scopes: list[str] | None = Field(description=SCOPES_HELP)
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute")
+
+
+class PersonalTokenCreated(BaseModel):
+    id: uuid.UUID
+    name: str
+    token: str = Field(description="`ipt_...`: shown only in this answer, stored as a hash")
+    scopes: list[str] | None = Field(description=SCOPES_HELP)
+    created_at: datetime
+    expires_at: datetime
+
+
+class StandInToken(BaseModel):
+    """auth's answer to a service asking it to vouch for a personal access token."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int
+
+
+class TokenActionRequest(BaseModel):
+    """The form of `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009)."""
+
+    token: str = Field(min_length=1, max_length=4096)
+    token_type_hint: str | None = Field(
+        default=None, max_length=64, description="Ignored: every kind of token is recognised"
+    )
+    client_id: str | None = Field(default=None, max_length=200)
+    client_secret: str | None = Field(default=None, max_length=4096)
+
+
+class IntrospectionAnswer(BaseModel):
+    """RFC 7662 section 2.2: `active`, and when active the token's claims."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active: bool
+    token_kind: (
+        Literal["access_token", "org_access_token", "personal_access_token", "refresh_token"] | None
+    ) = None

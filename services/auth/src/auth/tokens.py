@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from jose import jwt
 
 from auth.keys import KeyRing
+from platform_common.permissions import permissions_for
 
 SERVICE_SUBJECT_PREFIX = "svc:"
+
+
+@dataclass(frozen=True)
+class OrgClaims:
+    """What an org-scoped token says of the membership, and when (Redis' clock, ms) auth
+    began reading it: orgs' revocation markers are compared with that time."""
+
+    org_id: uuid.UUID
+    slug: str
+    role: str
+    checked_at_ms: int
 
 
 class TokenIssuer:
@@ -46,10 +59,49 @@ class TokenIssuer:
         name: str,
         now: datetime,
         ttl: timedelta,
+        org: OrgClaims | None = None,
     ) -> str:
+        """A user's access token; with `org`, scoped to that organization (the claims
+        platform_common.verification reads into an `OrgScope`)."""
         claims = self._base_claims(str(user_id), now, ttl)
         claims.update(
             {"sid": str(session_id), "role": role, "email": email, "name": name, "scope": ""}
+        )
+        if org is not None:
+            claims.update(
+                {
+                    "org_id": str(org.org_id),
+                    "org_slug": org.slug,
+                    "org_role": org.role,
+                    "permissions": sorted(permissions_for(org.role)),
+                    "org_checked_at": org.checked_at_ms,
+                }
+            )
+        return self._sign(claims)
+
+    def personal_token_stand_in(
+        self,
+        *,
+        user_id: uuid.UUID,
+        pat_id: uuid.UUID,
+        role: str,
+        email: str,
+        name: str,
+        scopes: list[str],
+        now: datetime,
+        ttl: timedelta,
+    ) -> str:
+        """The signed token auth vouches for a personal access token with (platform_common.
+        pat_exchange): its user and scopes, `pat_id` where a session token has `sid`."""
+        claims = self._base_claims(str(user_id), now, ttl)
+        claims.update(
+            {
+                "pat_id": str(pat_id),
+                "role": role,
+                "email": email,
+                "name": name,
+                "scope": " ".join(sorted(scopes)),
+            }
         )
         return self._sign(claims)
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel
 
 from orgs.dependencies import (
-    AdminAccess,
+    CanDeleteOrg,
+    CanReadMembers,
+    CanReadOrg,
+    CanUpdateOrg,
+    CanWriteInvitations,
+    CanWriteMembers,
     InvitationServiceDep,
     MemberServiceDep,
+    MembershipReader,
     OrganizationServiceDep,
-    OwnerAccess,
-    ViewerAccess,
 )
 from orgs.schemas import (
     InvitationCreate,
@@ -28,6 +32,7 @@ from orgs.schemas import (
     InvitationRead,
     MemberCreate,
     MemberRead,
+    MembershipRead,
     MemberUpdate,
     OrgCreate,
     OrgDetail,
@@ -35,13 +40,14 @@ from orgs.schemas import (
     OrgUpdate,
 )
 from platform_common.pagination import Page, PageParams, PageParamsDep
-from platform_common.security import CurrentUser
+from platform_common.security import CurrentUser, require_user_scope
 
 # One router per resource, all under the one prefix so each route's full path reads as the
 # API contract writes it; the app includes them in this order.
 router = APIRouter(prefix="/api/v1/orgs", tags=["orgs"])
 members_router = APIRouter(prefix="/api/v1/orgs", tags=["orgs", "members"])
 invitations_router = APIRouter(prefix="/api/v1/orgs", tags=["orgs", "invitations"])
+internal_router = APIRouter(prefix="/internal/v1/orgs", tags=["internal"])
 
 ReadT = TypeVar("ReadT", bound=BaseModel)
 Responses = dict[int | str, dict[str, Any]]
@@ -74,9 +80,11 @@ def _page(read: type[ReadT], items: Sequence[object], total: int, page: PagePara
     response_model=MemberRead,
     tags=["invitations"],
     summary="Accept an invitation",
+    dependencies=[Depends(require_user_scope("orgs:join"))],
     responses=_codes(
         {
-            403: "email_mismatch",
+            403: "email_mismatch, or `insufficient_scope`: a personal access token without "
+            "`orgs:join`",
             404: "invitation_not_found",
             409: "already_member",
             410: "invitation_used, invitation_revoked or invitation_expired",
@@ -103,14 +111,26 @@ async def accept_invitation(
     status_code=CREATED,
     response_model=OrgRead,
     summary="Create an organization",
-    responses=_codes({409: "slug_taken"}),
+    dependencies=[Depends(require_user_scope("orgs:create"))],
+    responses=_codes(
+        {
+            403: "`insufficient_scope`: a personal access token without `orgs:create`",
+            409: "slug_taken",
+        }
+    ),
 )
 async def create_org(data: OrgCreate, user: CurrentUser, orgs: OrganizationServiceDep) -> Any:
     """The caller becomes its owner."""
     return await orgs.create(user, data.name, data.slug)
 
 
-@router.get("", response_model=Page[OrgRead], summary="List the caller's organizations")
+@router.get(
+    "",
+    response_model=Page[OrgRead],
+    summary="List the caller's organizations",
+    dependencies=[Depends(require_user_scope("org:read"))],
+    responses=_codes({403: "`insufficient_scope`: a personal access token without `org:read`"}),
+)
 async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageParamsDep) -> Any:
     """Each with the caller's `role`, ordered by slug."""
     items, total = await orgs.list_for(user, page)
@@ -118,18 +138,18 @@ async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageP
 
 
 @router.get("/{slug}", response_model=OrgDetail, summary="Get an organization")
-async def get_org(access: ViewerAccess, orgs: OrganizationServiceDep) -> Any:
+async def get_org(access: CanReadOrg, orgs: OrganizationServiceDep) -> Any:
     """For any member, viewers included (the API contract: viewer+); non-members get 404."""
     return await orgs.get(access)
 
 
 @router.patch("/{slug}", response_model=OrgDetail, summary="Rename an organization (admin+)")
-async def update_org(data: OrgUpdate, access: AdminAccess, orgs: OrganizationServiceDep) -> Any:
+async def update_org(data: OrgUpdate, access: CanUpdateOrg, orgs: OrganizationServiceDep) -> Any:
     return await orgs.rename(access, data.name)
 
 
 @router.delete("/{slug}", status_code=NO_CONTENT, summary="Delete an organization (owner)")
-async def delete_org(access: OwnerAccess, orgs: OrganizationServiceDep) -> None:
+async def delete_org(access: CanDeleteOrg, orgs: OrganizationServiceDep) -> None:
     """Its memberships and invitations are deleted with it."""
     await orgs.delete(access)
 
@@ -143,7 +163,9 @@ async def delete_org(access: OwnerAccess, orgs: OrganizationServiceDep) -> None:
     summary="List members (viewer+)",
     responses=_USERS_DOWN,
 )
-async def list_members(access: ViewerAccess, members: MemberServiceDep, page: PageParamsDep) -> Any:
+async def list_members(
+    access: CanReadMembers, members: MemberServiceDep, page: PageParamsDep
+) -> Any:
     """Names and emails come from the users service, in one batched lookup per page, made
     with the caller's token. When users cannot answer, this endpoint fails rather than
     answering without names: 503 `dependency_unavailable` when users is unreachable or
@@ -164,7 +186,7 @@ async def list_members(access: ViewerAccess, members: MemberServiceDep, page: Pa
         **_USERS_DOWN,
     },
 )
-async def add_member(data: MemberCreate, access: AdminAccess, members: MemberServiceDep) -> Any:
+async def add_member(data: MemberCreate, access: CanWriteMembers, members: MemberServiceDep) -> Any:
     """The user must exist in the users service (404 `user_not_found` otherwise). Nobody
     grants a role above their own, and only an owner grants `owner`. Of two concurrent
     adds of one user, one gets 201 and the other 409 `already_member`."""
@@ -178,7 +200,7 @@ async def add_member(data: MemberCreate, access: AdminAccess, members: MemberSer
     responses=_MEMBER_CHANGE,
 )
 async def change_member_role(
-    user_id: uuid.UUID, data: MemberUpdate, access: AdminAccess, members: MemberServiceDep
+    user_id: uuid.UUID, data: MemberUpdate, access: CanWriteMembers, members: MemberServiceDep
 ) -> Any:
     """Nobody grants a role above their own; only an owner grants `owner` or changes an
     owner's role. 409 `last_owner` when the change would leave the org without an owner,
@@ -193,10 +215,9 @@ async def change_member_role(
     summary="Remove a member (admin+, or the member itself)",
     responses=_MEMBER_CHANGE,
 )
-async def remove_member(
-    user_id: uuid.UUID, access: ViewerAccess, members: MemberServiceDep
-) -> None:
-    """Any member may leave. Removing an owner takes an owner. 409 `last_owner` when it
+async def remove_member(user_id: uuid.UUID, access: CanReadOrg, members: MemberServiceDep) -> None:
+    """Any member may leave (with `org:read`); removing someone else takes `members:write`
+    (admin+). Removing an owner takes an owner. 409 `last_owner` when it
     would leave the org without an owner."""
     await members.remove(access, user_id)
 
@@ -211,7 +232,7 @@ async def remove_member(
     summary="Invite someone by email (admin+)",
 )
 async def create_invitation(
-    data: InvitationCreate, access: AdminAccess, invitations: InvitationServiceDep
+    data: InvitationCreate, access: CanWriteInvitations, invitations: InvitationServiceDep
 ) -> Any:
     """The answer holds the invitation `token`, shown only this once (only its SHA-256 is
     stored). The invitation is single-use and expires after `ORGS_INVITATION_TTL_DAYS`
@@ -225,7 +246,7 @@ async def create_invitation(
     summary="List pending invitations (admin+)",
 )
 async def list_invitations(
-    access: AdminAccess, invitations: InvitationServiceDep, page: PageParamsDep
+    access: CanWriteInvitations, invitations: InvitationServiceDep, page: PageParamsDep
 ) -> Any:
     """Invitations neither accepted, revoked nor expired; newest first; no tokens."""
     items, total = await invitations.list_pending(access, page)
@@ -239,8 +260,28 @@ async def list_invitations(
     responses=_codes({404: "invitation_not_found", 409: "invitation_accepted"}),
 )
 async def revoke_invitation(
-    invitation_id: uuid.UUID, access: AdminAccess, invitations: InvitationServiceDep
+    invitation_id: uuid.UUID, access: CanWriteInvitations, invitations: InvitationServiceDep
 ) -> None:
     """Revoking an already revoked invitation is a no-op (204); an accepted one answers
     409 `invitation_accepted`; an unknown one 404 `invitation_not_found`."""
     await invitations.revoke(access, invitation_id)
+
+
+# Internal (not routed by the ingress) -------------------------------------------------
+
+
+@internal_router.get(
+    "/memberships/{user_id}",
+    response_model=MembershipRead,
+    summary="A user's membership in an org (auth's org-scoped tokens)",
+    responses=_codes({404: "not_found: no such org, or the user is not a member"}),
+)
+async def get_membership(
+    user_id: uuid.UUID,
+    _: MembershipReader,
+    orgs: OrganizationServiceDep,
+    org: Annotated[str, Query(min_length=1, max_length=200, description="slug or id")],
+) -> Any:
+    """For auth only: a service token with `orgs:memberships:read`."""
+    found, role = await orgs.membership_of(user_id, org)
+    return MembershipRead(org_id=found.id, org_slug=found.slug, role=role)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from orgs.api import invitations_router, members_router, router
+from orgs.api import internal_router, invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
 from platform_common.app import create_service_app
 
@@ -16,6 +16,12 @@ Roles, highest first: `owner`, `admin`, `member`, `viewer`. A platform admin may
 (acting as an owner, even in orgs it is not a member of). A caller who is not a member of an
 org gets 404 for it, never 403; a member whose role is too low gets 403 `forbidden`. An org
 never ends up without an owner (409 `last_owner`), whatever the interleaving of requests.
+
+Every endpoint takes a user's access token, an org-scoped token (`POST /api/v1/auth/org-token`;
+one for another org gets 403 `org_mismatch`) or a personal access token. What a caller may do
+in an org is a permission of its role (one table, `platform_common.permissions`), narrowed
+by an org-scoped token's permissions or a personal access token's scopes; each operation's
+description ends with what it takes (also `x-accepted-tokens`).
 
 Members' names and emails come from the users service over HTTP with the caller's token;
 when users cannot answer, the endpoints that need it answer 503 `dependency_unavailable`
@@ -34,6 +40,7 @@ def create_app(
         title="orgs",
         description=DESCRIPTION,
         routers=[router, members_router, invitations_router],
+        internal_routers=[internal_router],
         peers={"users": settings.users_url},
         transports=transports,
     )

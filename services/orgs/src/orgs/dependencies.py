@@ -6,11 +6,16 @@ UsersClientDep         the call to users, over the app's ServiceClient for the "
 UserOrgsInvalidationDep  invalidates users' cache of a user's org list after a commit
 OrgsSettingsDep        the settings the app was built with
 OrganizationServiceDep / MemberServiceDep (+ users) / InvitationServiceDep (+ settings)
-CurrentUser (401 without a valid user token)
+CurrentUser (401 without a valid user token; an org-scoped token is a user token too)
   -> get_org_access(slug)      404 `not_found` unless the caller is a member (or a
-                               platform admin, who acts as an owner everywhere)
-     -> require_role(minimum)  403 `forbidden` when the caller's role is too low:
-                               ViewerAccess, MemberAccess, AdminAccess, OwnerAccess
+                               platform admin, who acts as an owner everywhere, with a
+                               plain user token); 403 `org_mismatch` for an org-scoped
+                               token of another org
+     -> require_permission(p)  403 `forbidden` unless the caller's role grants `p`
+                               (platform_common.permissions), narrowed to an org-scoped
+                               token's permissions: CanReadOrg, CanUpdateOrg, CanDeleteOrg,
+                               CanReadMembers, CanWriteMembers, CanWriteInvitations
+MembershipReader               auth's service token with `orgs:memberships:read`
 ```
 
 Handlers take these; none reads `request.app.state` itself.
@@ -26,13 +31,21 @@ from fastapi import Depends, Path
 from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UsersClient
 from orgs.config import OrgsSettings
-from orgs.errors import NotAllowed
-from orgs.roles import OrgRole
+from orgs.revocation import MemberTokenRevocation
 from orgs.service import InvitationService, MemberService, OrgAccess, OrganizationService
 from platform_common.cache import USER_CARDS, SharedCache
 from platform_common.db import SessionDep
-from platform_common.security import CurrentUser
+from platform_common.security import (
+    CurrentUser,
+    Principal,
+    check_permission,
+    permission_rule,
+    require_scope,
+)
 from platform_common.state import PlatformStateDep
+from platform_common.token_docs import documents
+
+MEMBERSHIPS_SCOPE = "orgs:memberships:read"
 
 
 async def get_users_client(platform: PlatformStateDep) -> UsersClient:
@@ -58,16 +71,26 @@ async def get_user_orgs_invalidation(platform: PlatformStateDep) -> UserOrgsInva
 UserOrgsInvalidationDep = Annotated[UserOrgsInvalidation, Depends(get_user_orgs_invalidation)]
 
 
+async def get_member_token_revocation(platform: PlatformStateDep) -> MemberTokenRevocation:
+    return MemberTokenRevocation(platform.revocations)
+
+
+MemberTokenRevocationDep = Annotated[MemberTokenRevocation, Depends(get_member_token_revocation)]
+
+
 async def get_organization_service(
-    db: SessionDep, user_orgs: UserOrgsInvalidationDep
+    db: SessionDep, user_orgs: UserOrgsInvalidationDep, tokens: MemberTokenRevocationDep
 ) -> OrganizationService:
-    return OrganizationService(db, user_orgs)
+    return OrganizationService(db, user_orgs, tokens)
 
 
 async def get_member_service(
-    db: SessionDep, users: UsersClientDep, user_orgs: UserOrgsInvalidationDep
+    db: SessionDep,
+    users: UsersClientDep,
+    user_orgs: UserOrgsInvalidationDep,
+    tokens: MemberTokenRevocationDep,
 ) -> MemberService:
-    return MemberService(db, users, user_orgs)
+    return MemberService(db, users, user_orgs, tokens)
 
 
 async def get_invitation_service(
@@ -81,6 +104,10 @@ MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
 InvitationServiceDep = Annotated[InvitationService, Depends(get_invitation_service)]
 
 
+@documents(
+    "a member of the org (others: 404 `not_found`); an org-scoped token must be for this "
+    "org (another org's: 403 `org_mismatch`)"
+)
 async def get_org_access(
     slug: Annotated[str, Path(description="The organization's slug")],
     principal: CurrentUser,
@@ -92,18 +119,21 @@ async def get_org_access(
 OrgAccessDep = Annotated[OrgAccess, Depends(get_org_access)]
 
 
-def require_role(minimum: OrgRole) -> Callable[[OrgAccess], Awaitable[OrgAccess]]:
-    """A dependency admitting members whose role is `minimum` or higher."""
+def require_permission(permission: str) -> Callable[[OrgAccess], Awaitable[OrgAccess]]:
+    """A dependency admitting members whose access grants `permission`."""
 
+    @documents(permission_rule(permission))
     async def dependency(access: OrgAccessDep) -> OrgAccess:
-        if not access.effective_role.at_least(minimum):
-            raise NotAllowed(f"This requires the {minimum.value} role or higher in the org.")
+        check_permission(access.permissions, permission)
         return access
 
     return dependency
 
 
-ViewerAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.VIEWER))]
-MemberAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.MEMBER))]
-AdminAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.ADMIN))]
-OwnerAccess = Annotated[OrgAccess, Depends(require_role(OrgRole.OWNER))]
+CanReadOrg = Annotated[OrgAccess, Depends(require_permission("org:read"))]
+CanUpdateOrg = Annotated[OrgAccess, Depends(require_permission("org:update"))]
+CanDeleteOrg = Annotated[OrgAccess, Depends(require_permission("org:delete"))]
+CanReadMembers = Annotated[OrgAccess, Depends(require_permission("members:read"))]
+CanWriteMembers = Annotated[OrgAccess, Depends(require_permission("members:write"))]
+CanWriteInvitations = Annotated[OrgAccess, Depends(require_permission("invitations:write"))]
+MembershipReader = Annotated[Principal, Depends(require_scope(MEMBERSHIPS_SCOPE))]

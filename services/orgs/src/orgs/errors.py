@@ -4,7 +4,9 @@
 NotFound (404)      OrgNotFound `not_found` (also for orgs the caller is not a member of),
                     MemberNotFound `member_not_found`, UserNotFound `user_not_found`,
                     InvitationNotFound `invitation_not_found`
-Forbidden (403)     NotAllowed `forbidden`, EmailMismatch `email_mismatch`
+Forbidden (403)     NotAllowed `forbidden`, EmailMismatch `email_mismatch`,
+                    (and platform_common.security's OrgMismatch `org_mismatch`: an
+                    org-scoped token of another org)
 Conflict (409)      SlugTaken `slug_taken`, AlreadyMember `already_member`,
                     LastOwner `last_owner`, InvitationAlreadyAccepted `invitation_accepted`
 Gone (410)          InvitationExpired `invitation_expired`, InvitationRevoked

@@ -91,3 +91,11 @@ class InvitationCreated(InvitationRead):
     token: str = Field(
         description="Send this to the invitee; it is shown only once and never stored"
     )
+
+
+class MembershipRead(BaseModel):
+    """A user's membership, as auth reads it to issue an org-scoped token."""
+
+    org_id: uuid.UUID
+    org_slug: str
+    role: OrgRole

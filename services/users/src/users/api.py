@@ -8,12 +8,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from platform_common.db import ReadSessionDep, SessionDep
 from platform_common.pagination import Page, PageParamsDep
-from platform_common.security import CurrentPrincipal, CurrentUser, RequireAdmin
+from platform_common.security import (
+    CurrentPrincipal,
+    CurrentUser,
+    RequireAdmin,
+    require_user_scope,
+)
 from platform_common.text import NO_NUL
 from users.dependencies import ProvisionCaller, UsersServiceDep
 from users.schemas import (
@@ -39,6 +44,13 @@ register_url_convertor("user_id", UserIdSegment())
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 internal_router = APIRouter(prefix="/internal/v1/users", tags=["internal"])
 
+# A personal access token needs these scopes here (platform_common.permissions).
+READS_PROFILES = [Depends(require_user_scope("profile:read"))]
+WRITES_PROFILE = [Depends(require_user_scope("profile:write"))]
+PAT_SCOPE_REFUSED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "`insufficient_scope`: a personal access token without the scope"}
+}
+
 ORGS_UNAVAILABLE_WARNING = '199 - "organizations unavailable"'
 
 ME_DESCRIPTION = """
@@ -59,7 +71,9 @@ this service yet, the profile is created here from the token's `email` and `name
     "/me",
     response_model=MeRead,
     description=ME_DESCRIPTION,
+    dependencies=READS_PROFILES,
     responses={
+        **PAT_SCOPE_REFUSED,
         200: {
             "headers": {
                 "Warning": {
@@ -68,7 +82,7 @@ this service yet, the profile is created here from the token's `email` and `name
                     "schema": {"type": "string"},
                 }
             }
-        }
+        },
     },
 )
 async def get_me(
@@ -82,7 +96,9 @@ async def get_me(
     )
 
 
-@router.patch("/me", response_model=ProfileRead)
+@router.patch(
+    "/me", response_model=ProfileRead, dependencies=WRITES_PROFILE, responses=PAT_SCOPE_REFUSED
+)
 async def update_me(
     data: ProfileUpdate, user: CurrentUser, db: SessionDep, users: UsersServiceDep
 ) -> Any:
@@ -90,7 +106,12 @@ async def update_me(
     return await users.update_me(db, user, data)
 
 
-@router.post("/lookup", response_model=list[UserSummary])
+@router.post(
+    "/lookup",
+    response_model=list[UserSummary],
+    dependencies=READS_PROFILES,
+    responses=PAT_SCOPE_REFUSED,
+)
 async def lookup(
     data: LookupRequest, _: CurrentPrincipal, db: ReadSessionDep, users: UsersServiceDep
 ) -> Any:
@@ -102,7 +123,9 @@ async def lookup(
     return await users.lookup(db, data.ids)
 
 
-@router.get("", response_model=Page[ProfileRead])
+@router.get(
+    "", response_model=Page[ProfileRead], dependencies=READS_PROFILES, responses=PAT_SCOPE_REFUSED
+)
 async def list_users(
     _: RequireAdmin,
     db: SessionDep,
@@ -125,7 +148,12 @@ async def list_users(
     return Page[ProfileRead].build([ProfileRead.model_validate(r) for r in rows], total, page)
 
 
-@router.get("/{user_id:user_id}", response_model=ProfileRead)
+@router.get(
+    "/{user_id:user_id}",
+    response_model=ProfileRead,
+    dependencies=READS_PROFILES,
+    responses=PAT_SCOPE_REFUSED,
+)
 async def get_user(
     user_id: uuid.UUID, user: CurrentUser, db: ReadSessionDep, users: UsersServiceDep
 ) -> Any:

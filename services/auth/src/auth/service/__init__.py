@@ -7,6 +7,9 @@ accounts.py            AccountService     registration, password change, disabli
                                           enabling accounts, seeding the platform admin;
                                           ends sessions through SessionService
 client_credentials.py  ClientCredentials  other services' OAuth2 client-credentials grant
+org_tokens.py          OrgTokenService    org-scoped access tokens (membership from orgs)
+personal_tokens.py     PersonalTokenService  personal access tokens (ipt_...), and vouching
+                                          for them to the other services
 ```
 
 Services never commit: the request's session dependency commits when the handler returns.
@@ -15,6 +18,16 @@ Neither imports FastAPI.
 
 from auth.service.accounts import AccountService, user_event
 from auth.service.client_credentials import ClientCredentials
+from auth.service.org_tokens import OrgTokenService
+from auth.service.personal_tokens import PersonalTokenService
 from auth.service.sessions import ClientInfo, SessionService
 
-__all__ = ["AccountService", "ClientCredentials", "ClientInfo", "SessionService", "user_event"]
+__all__ = [
+    "AccountService",
+    "ClientCredentials",
+    "ClientInfo",
+    "OrgTokenService",
+    "PersonalTokenService",
+    "SessionService",
+    "user_event",
+]

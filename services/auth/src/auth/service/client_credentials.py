@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from auth.config import AuthSettings
+from auth.config import AuthSettings, ServiceClient
 from auth.errors import InvalidClient
 from auth.schemas import ServiceToken
 from auth.tokens import TokenIssuer
@@ -24,11 +24,16 @@ class ClientCredentials:
         self.issuer = issuer
         self.ttl = timedelta(seconds=settings.service_token_ttl_seconds)
 
-    def issue(self, client_id: str, client_secret: str, scope: str | None) -> ServiceToken:
+    def authenticate(self, client_id: str, client_secret: str) -> ServiceClient:
+        """The client these credentials are; InvalidClient otherwise."""
         client = self.clients.get(client_id)
         expected = client.secret_sha256 if client else _NO_SECRET_HASH
         if not matches_hash(client_secret, expected) or client is None:
             raise InvalidClient("Unknown client or wrong secret.")
+        return client
+
+    def issue(self, client_id: str, client_secret: str, scope: str | None) -> ServiceToken:
+        client = self.authenticate(client_id, client_secret)
         requested = set(scope.split()) if scope else set(client.scopes)
         if not requested <= set(client.scopes):
             raise InvalidClient("The client may not request these scopes.")

@@ -20,9 +20,11 @@ from orgs.clients.users import UserProfile, UsersClient
 from orgs.errors import AlreadyMember, LastOwner, MemberNotFound, OrgNotFound, UserNotFound
 from orgs.models import Membership
 from orgs.repository import MembershipRepository, OrganizationRepository
+from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole, authorize_change, authorize_removal, check_grant
 from orgs.service.organizations import OrgAccess
 from platform_common.pagination import PageParams
+from platform_common.security import check_permission
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,18 @@ class MemberView:
 
 class MemberService:
     def __init__(
-        self, db: AsyncSession, users: UsersClient, user_orgs: UserOrgsInvalidation
+        self,
+        db: AsyncSession,
+        users: UsersClient,
+        user_orgs: UserOrgsInvalidation,
+        tokens: MemberTokenRevocation,
     ) -> None:
         self.db = db
         self.orgs = OrganizationRepository(db)
         self.members = MembershipRepository(db)
         self.users = users
         self.user_orgs = user_orgs
+        self.tokens = tokens
 
     async def list_members(
         self, access: OrgAccess, page: PageParams
@@ -85,14 +92,16 @@ class MemberService:
         if target.role == OrgRole.OWNER and role != OrgRole.OWNER:
             await self._ensure_another_owner(access)
         authorize_change(await self._current_role(access), OrgRole(target.role), role)
+        await self.tokens.revoke(self.db, access.org.id, [user_id])
         await self.members.set_role(target, role)
         self.user_orgs.after_commit(self.db, [user_id])
         return MemberView.of(target, profile)
 
     async def remove(self, access: OrgAccess, user_id: uuid.UUID) -> None:
         target = await self._target(access, user_id)
-        leaving = not access.principal.is_admin and user_id == access.principal.user_id
+        leaving = not access.as_platform_admin and user_id == access.principal.user_id
         if not leaving:
+            check_permission(access.permissions, "members:write")
             authorize_removal(access.effective_role, OrgRole(target.role))
 
         target = await self._lock_and_reload_target(access, user_id)
@@ -100,6 +109,7 @@ class MemberService:
             await self._ensure_another_owner(access)
         if not leaving:
             authorize_removal(await self._current_role(access), OrgRole(target.role))
+        await self.tokens.revoke(self.db, access.org.id, [user_id])
         await self.members.remove(target)
         self.user_orgs.after_commit(self.db, [user_id])
 
@@ -115,12 +125,12 @@ class MemberService:
         return await self._target(access, user_id)
 
     async def _current_role(self, access: OrgAccess) -> OrgRole:
-        if access.principal.is_admin:
+        if access.as_platform_admin:
             return OrgRole.OWNER
         role = await self.members.role_of(access.org.id, access.principal.user_id)
         if role is None:
             raise OrgNotFound  # the caller was removed while this request waited
-        return role
+        return access.narrowed(role)
 
     async def _ensure_another_owner(self, access: OrgAccess) -> None:
         if await self.members.count_owners(access.org.id) <= 1:

@@ -13,28 +13,54 @@ from orgs.cache import UserOrgsInvalidation
 from orgs.errors import OrgNotFound, SlugTaken
 from orgs.models import Membership, Organization
 from orgs.repository import MembershipRepository, OrganizationRepository
+from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole
 from orgs.schemas import SLUG_PATTERN
 from platform_common.pagination import PageParams
-from platform_common.security import Principal
+from platform_common.permissions import permissions_for
+from platform_common.security import OrgMismatch, Principal
 
 SLUG_RE = re.compile(SLUG_PATTERN)
 
 
 @dataclass(frozen=True)
 class OrgAccess:
-    """An org resolved for a caller who may see it."""
+    """An org resolved for a caller who may see it.
+
+    With an org-scoped token the caller acts with the token's role and permissions (never
+    more than its membership's), and a platform admin is then an ordinary member; with a
+    personal access token, with its role's permissions that are among the token's scopes."""
 
     org: Organization
     role: OrgRole | None  # the caller's membership; None only for a platform admin
     principal: Principal
 
     @property
+    def as_platform_admin(self) -> bool:
+        return self.principal.is_admin and self.principal.org is None
+
+    def narrowed(self, role: OrgRole) -> OrgRole:
+        """`role`, lowered to the org-scoped token's role if the caller holds one."""
+        if self.principal.org is None:
+            return role
+        token_role = OrgRole(self.principal.org.role)
+        return token_role if token_role.rank < role.rank else role
+
+    @property
     def effective_role(self) -> OrgRole:
-        if self.principal.is_admin:
+        if self.as_platform_admin:
             return OrgRole.OWNER
         assert self.role is not None
-        return self.role
+        return self.narrowed(self.role)
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        granted = permissions_for(self.effective_role.value)
+        if self.principal.org is not None:
+            granted &= self.principal.org.permissions
+        if self.principal.via_pat:  # a personal access token's scopes narrow it further
+            granted &= self.principal.scopes
+        return granted
 
 
 @dataclass(frozen=True)
@@ -54,11 +80,14 @@ class OrgView:
 
 
 class OrganizationService:
-    def __init__(self, db: AsyncSession, user_orgs: UserOrgsInvalidation) -> None:
+    def __init__(
+        self, db: AsyncSession, user_orgs: UserOrgsInvalidation, tokens: MemberTokenRevocation
+    ) -> None:
         self.db = db
         self.orgs = OrganizationRepository(db)
         self.members = MembershipRepository(db)
         self.user_orgs = user_orgs
+        self.tokens = tokens
 
     async def create(self, principal: Principal, name: str, slug: str) -> OrgView:
         org = Organization(id=uuid.uuid4(), name=name, slug=slug)
@@ -75,7 +104,10 @@ class OrganizationService:
         return [OrgView.of(org, OrgRole(role)) for org, role in rows], total
 
     async def resolve(self, principal: Principal, slug: str) -> OrgAccess:
-        """The org and the caller's role in it; OrgNotFound unless the caller may see it."""
+        """The org and the caller's role in it; OrgNotFound unless the caller may see it,
+        OrgMismatch for an org-scoped token of another org."""
+        if principal.org is not None and not principal.org.matches(slug):
+            raise OrgMismatch
         if not SLUG_RE.fullmatch(slug):
             # No org has such a slug, and some (a NUL) PostgreSQL cannot even compare.
             raise OrgNotFound
@@ -83,9 +115,22 @@ class OrganizationService:
         if org is None:
             raise OrgNotFound
         role = await self.members.role_of(org.id, principal.user_id)
-        if role is None and not principal.is_admin:
+        access = OrgAccess(org, role, principal)
+        if role is None and not access.as_platform_admin:
             raise OrgNotFound  # non-members learn nothing, not even that the org exists
-        return OrgAccess(org, role, principal)
+        return access
+
+    async def membership_of(self, user_id: uuid.UUID, org: str) -> tuple[Organization, OrgRole]:
+        """A user's membership in an org named by slug or id (auth's org-scoped tokens);
+        OrgNotFound when there is none."""
+        try:
+            found = await self.orgs.get(uuid.UUID(org))
+        except ValueError:
+            found = await self.orgs.get_by_slug(org) if SLUG_RE.fullmatch(org) else None
+        role = await self.members.role_of(found.id, user_id) if found is not None else None
+        if found is None or role is None:
+            raise OrgNotFound
+        return found, role
 
     async def get(self, access: OrgAccess) -> OrgView:
         count = await self.members.count_members(access.org.id)
@@ -98,5 +143,6 @@ class OrganizationService:
 
     async def delete(self, access: OrgAccess) -> None:
         members = await self.members.user_ids(access.org.id)
+        await self.tokens.revoke(self.db, access.org.id, members)
         await self.orgs.delete(access.org.id)
         self.user_orgs.after_commit(self.db, members)
