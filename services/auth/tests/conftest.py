@@ -51,6 +51,10 @@ class FakeUsers:
         if self.fail:
             raise httpx.ConnectError("users is down", request=request)
         self.headers.append(request.headers)
+        if request.method == "DELETE":  # user.deleted: no body
+            user_id = request.url.path.rsplit("/", 1)[-1]
+            self.received.append({"event": "user.deleted", "id": user_id})
+            return httpx.Response(204)
         self.received.append(json.loads(request.content))
         return httpx.Response(200, json={"ok": True})
 
@@ -66,6 +70,9 @@ class FakeOrgs:
     members: dict[tuple[str, str], str] = field(default_factory=dict)
     org_ids: dict[str, str] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
+    # Account deletion: the slugs orgs answers as blocking, by user id; the ids deleted.
+    blockers: dict[str, list[str]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
     mode: str = "up"
     delay: float = 0.0
 
@@ -82,6 +89,12 @@ class FakeOrgs:
             await asyncio.sleep(self.delay)
         if self.mode == "error":
             return httpx.Response(500, json={"detail": "boom"})
+        if request.url.path.endswith("/deletion-blockers"):
+            user_id = request.url.path.split("/")[-2]
+            return httpx.Response(200, json={"orgs": self.blockers.get(user_id, [])})
+        if request.method == "DELETE":
+            self.deleted.append(request.url.path.rsplit("/", 1)[-1])
+            return httpx.Response(204)
         user_id = request.url.path.rsplit("/", 1)[-1]
         org = request.url.params["org"]
         slug = next((s for s, i in self.org_ids.items() if org in (s, i)), None)
@@ -96,6 +109,8 @@ class FakeOrgs:
         self.members.clear()
         self.org_ids.clear()
         self.requests.clear()
+        self.blockers.clear()
+        self.deleted.clear()
         self.mode, self.delay = "up", 0.0
 
 

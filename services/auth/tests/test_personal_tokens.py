@@ -204,6 +204,7 @@ async def test_last_used_is_recorded_at_most_once_a_minute(
         ("POST", "/api/v1/auth/logout-all", None),
         ("GET", "/api/v1/auth/sessions", None),
         ("POST", "/api/v1/auth/org-token", {"org": "acme"}),
+        ("DELETE", "/api/v1/auth/me", {"current_password": "a perfectly fine passphrase"}),
     ],
 )
 async def test_a_pat_cannot_touch_the_accounts_own_security(

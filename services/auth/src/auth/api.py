@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from auth import oauth2
 from auth.dependencies import (
+    AccountDeletionDep,
     AccountServiceDep,
     ClientBasicDep,
     ClientCredentialsDep,
@@ -27,6 +28,7 @@ from auth.dependencies import (
     WakesOutbox,
 )
 from auth.schemas import (
+    AccountDeletion,
     IntrospectionAnswer,
     LoginRequest,
     LoginTokens,
@@ -306,6 +308,40 @@ async def revoke(
     assert platform.verifier is not None
     await introspection.revoke(db, platform.verifier, form.token, caller)
     return Response(status_code=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete the caller's account",
+    dependencies=[WakesOutbox],
+    responses={
+        401: {"description": "`invalid_token`: the account was deleted meanwhile"},
+        403: {
+            "description": "`invalid_credentials`: wrong `current_password`; "
+            "`insufficient_scope`: a personal access token or an org-scoped token"
+        },
+        409: {
+            "description": "`last_owner`: the last owner of orgs that have other members "
+            "(their slugs in `orgs`); `last_admin`: the last active platform admin"
+        },
+        503: {"description": "`dependency_unavailable`: orgs is unreachable or failing"},
+        504: {"description": "`dependency_timeout`: orgs did not answer in time"},
+    },
+)
+async def delete_me(
+    data: AccountDeletion,
+    user: CurrentSessionUser,
+    db: SessionDep,
+    deletion: AccountDeletionDep,
+) -> None:
+    """**Accepts** a login session's access token only. Every session and personal access
+    token of the account fails at every service within 5 seconds; its profile is deleted
+    at users and its memberships at orgs, with every org it was the only member of (both
+    carried by auth's outbox, so a service that is down catches up when it is back); the
+    email can register again at once. Refused with 409 `last_owner`, listing the slugs in
+    `orgs`, while the account is the last owner of an org that has other members."""
+    await deletion.delete(db, user.user_id, data.current_password)
 
 
 # Both answer 204, are for platform admins only, and publish a user event.

@@ -20,6 +20,7 @@ from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
 from auth.revocation_sync import RevocationKeeper
 from auth.service import (
+    AccountDeletionService,
     AccountService,
     ClientCredentials,
     OrgTokenService,
@@ -98,15 +99,20 @@ def create_app(
         app.state.token_introspection = TokenIntrospection(
             sessions=sessions, personal_tokens=personal_tokens
         )
+        orgs = OrgsClient(platform.peer("orgs"), issuer)
         app.state.org_token_service = OrgTokenService(
             settings,
             issuer=issuer,
-            orgs=OrgsClient(platform.peer("orgs"), issuer),
+            orgs=orgs,
             revocations=platform.revocations,
+        )
+        app.state.account_deletion_service = AccountDeletionService(
+            hasher=hasher, sessions=sessions, orgs=orgs
         )
         app.state.outbox = OutboxRelay(
             platform.sessionmaker,
             UsersClient(platform.peer("users"), issuer),
+            orgs=orgs,
             poll_seconds=settings.outbox_poll_seconds,
             registry=platform.metrics_registry,
         )

@@ -16,6 +16,7 @@ from auth.oauth2 import client_secret_basic
 from auth.outbox import OutboxRelay
 from auth.schemas import TokenActionRequest, TokenRequest
 from auth.service import (
+    AccountDeletionService,
     AccountService,
     ClientCredentials,
     ClientInfo,
@@ -53,6 +54,9 @@ KeyRingDep = Annotated[KeyRing, Depends(_app_state("keyring"))]
 OutboxDep = Annotated[OutboxRelay, Depends(_app_state("outbox"))]
 SessionServiceDep = Annotated[SessionService, Depends(_app_state("session_service"))]
 AccountServiceDep = Annotated[AccountService, Depends(_app_state("account_service"))]
+AccountDeletionDep = Annotated[
+    AccountDeletionService, Depends(_app_state("account_deletion_service"))
+]
 ClientCredentialsDep = Annotated[ClientCredentials, Depends(_app_state("client_credentials"))]
 OrgTokenServiceDep = Annotated[OrgTokenService, Depends(_app_state("org_token_service"))]
 PersonalTokenServiceDep = Annotated[

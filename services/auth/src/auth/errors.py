@@ -58,6 +58,21 @@ class LastAdmin(
 ): ...
 
 
+class LastOwnerOfOrgs(
+    Conflict,
+    code="last_owner",
+    title="The last owner of organizations",
+    detail="The account is the last owner of organizations that have other members: make "
+    "another member an owner of each, or delete them, first.",
+):
+    def __init__(self, slugs: list[str]) -> None:
+        super().__init__(extra={"orgs": slugs})
+
+
+class AccountGone(Unauthorized, code="invalid_token", title="Invalid token"):
+    """The token's account has just been deleted (by a concurrent request)."""
+
+
 class OrgNotFound(
     NotFound,
     code="org_not_found",

@@ -34,6 +34,9 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     is_active: Mapped[bool] = mapped_column(default=True)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when the account is deleted (DELETE /me): the row stays as a tombstone, its email,
+    # name and password scrubbed, so its ended sessions remain revocation's durable record.
+    deleted_at: Mapped[datetime | None]
 
     sessions: Mapped[list[UserSession]] = relationship(back_populates="user", lazy="raise")
 
@@ -92,7 +95,8 @@ class PersonalAccessToken(UUIDPrimaryKey, Base):
 
 
 class OutboxEvent(UUIDPrimaryKey, Base):
-    """User events written in the same transaction as the change, delivered to users later.
+    """User events written in the same transaction as the change, delivered later to their
+    destination service (users, or orgs for deletions).
 
     See docs/architecture.md: registration never depends on users being up, and no
     committed event is lost; delivery is at-least-once and users applies events idempotently.
@@ -102,6 +106,9 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     __table_args__ = (Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),)
 
     event_type: Mapped[str] = mapped_column(String(64))
+    # The service the event is for ("users", "orgs"): each destination is delivered and
+    # backs off on its own, so one service being down does not hold the others' events.
+    destination: Mapped[str] = mapped_column(String(32), default="users", server_default="users")
     aggregate_id: Mapped[uuid.UUID]
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -30,6 +30,15 @@ class UserRepository(Repository[User]):
         await self.session.flush()
         return user
 
+    async def get_for_update(self, user_id: uuid.UUID) -> User | None:
+        """The row as committed now, locked until the transaction ends (account deletion)."""
+        return await self.one_or_none(
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
     async def lock_admin_changes(self) -> None:
         """Serialise, until the transaction ends, every change that can take away an active
         admin: two admins disabling each other at once then count one after the other."""
@@ -171,6 +180,14 @@ class PersonalAccessTokenRepository(Repository[PersonalAccessToken]):
         )
         return deleted is not None
 
+    async def delete_all_for_user(self, user_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            delete(PersonalAccessToken)
+            .where(PersonalAccessToken.user_id == user_id)
+            .returning(PersonalAccessToken.id)
+        )
+        return len(result.all())
+
     async def delete_by_hash(self, token_hash: str) -> bool:
         deleted = await self.session.scalar(
             delete(PersonalAccessToken)
@@ -211,6 +228,15 @@ class OutboxRepository(Repository[OutboxEvent]):
             )
         ).one()
         return int(row[0]), row[1]
+
+    async def pending_deletions(self) -> int:
+        """Deleted accounts with an event not yet delivered to some service."""
+        count = await self.session.scalar(
+            select(func.count(func.distinct(OutboxEvent.aggregate_id))).where(
+                OutboxEvent.delivered_at.is_(None), OutboxEvent.event_type == "user.deleted"
+            )
+        )
+        return int(count or 0)
 
     async def claim_due(self, now: datetime, limit: int) -> Sequence[OutboxEvent]:
         """Pending events whose time has come, oldest first, locked against other workers."""

@@ -62,6 +62,10 @@ class PasswordChange(BaseModel):
     )
 
 
+class AccountDeletion(BaseModel):
+    current_password: str = Field(min_length=1, max_length=4096)
+
+
 class TokenRequest(BaseModel):
     """The form of `POST /token`. Every field is optional here: what a grant lacks is an RFC
     6749 `invalid_request`, never a 422."""

@@ -161,7 +161,11 @@ async def get_user(
     return await users.get_profile(db, user, user_id)
 
 
-@internal_router.put("/{user_id}", response_model=ProfileRead)
+@internal_router.put(
+    "/{user_id}",
+    response_model=ProfileRead,
+    responses={410: {"description": "`user_deleted`: the account has been deleted"}},
+)
 async def apply_user_event(
     user_id: uuid.UUID,
     event: UserEvent,
@@ -169,5 +173,20 @@ async def apply_user_event(
     db: SessionDep,
     users: UsersServiceDep,
 ) -> Any:
-    """auth's outbox relay: create the profile, or apply a newer event (idempotent)."""
+    """auth's outbox relay: create the profile, or apply a newer event (idempotent);
+    410 `user_deleted` for a deleted account (nothing is applied)."""
     return await users.apply_event(db, user_id, event)
+
+
+@internal_router.delete(
+    "/{user_id}",
+    status_code=204,
+    summary="Delete a profile (auth's outbox: user.deleted)",
+)
+async def delete_user(
+    user_id: uuid.UUID, _: ProvisionCaller, db: SessionDep, users: UsersServiceDep
+) -> None:
+    """auth's outbox relay, once the account is deleted: the profile is gone (404, absent
+    from lookups and lists) and later events about it answer 410 `user_deleted`. 204 again
+    for a replay."""
+    await users.delete_account(db, user_id)

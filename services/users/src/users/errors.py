@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from platform_common.errors import NotFound, ProblemError
+from platform_common.errors import Gone, NotFound, ProblemError
 
 
 class ProfileNotFound(NotFound, code="not_found", title="Profile not found"):
@@ -22,3 +22,8 @@ class EventIdMismatch(
                 ]
             },
         )
+
+
+class UserDeleted(Gone, code="user_deleted", title="User deleted"):
+    def __init__(self) -> None:
+        super().__init__("This account has been deleted; the event is not applied.")

@@ -1,4 +1,4 @@
-"""users' table: one profile per registered account.
+"""users' tables: one profile per registered account, and a tombstone per deleted one.
 
 The row's id is the account's id in auth. auth owns email, role and activation (delivered as
 versioned events, see `service.apply_event`); users owns the name once the profile exists.
@@ -10,6 +10,7 @@ on those expressions keep it fast at any size.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, MetaData, String, func
@@ -55,3 +56,13 @@ class Profile(Timestamps, Base):
         _lower_trigram_index("name", name),
         _lower_trigram_index("email", email),
     )
+
+
+class DeletedUser(Base):
+    """An account deleted at auth: its profile is gone, and nothing may create it again (a
+    late event, a still-valid token's first /me). See `service.delete_account`."""
+
+    __tablename__ = "deleted_users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    deleted_at: Mapped[datetime]

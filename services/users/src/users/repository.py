@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from platform_common.repository import Repository
-from users.models import Profile
+from users.models import DeletedUser, Profile
 
 
 class ProfileRepository(Repository[Profile]):
@@ -47,6 +48,12 @@ class ProfileRepository(Repository[Profile]):
         )
         return result.scalar_one_or_none() is not None
 
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            delete(Profile).where(Profile.id == user_id).returning(Profile.id)
+        )
+        return result.scalar_one_or_none() is not None
+
     async def list_by_ids(self, ids: Sequence[uuid.UUID]) -> Sequence[Profile]:
         return await self.all(select(Profile).where(Profile.id.in_(ids)))
 
@@ -72,3 +79,21 @@ class ProfileRepository(Repository[Profile]):
         self, *, q: str | None, is_active: bool | None, offset: int, limit: int
     ) -> tuple[list[Profile], int]:
         return await self.paginate(self.search_statement(q, is_active), offset=offset, limit=limit)
+
+
+class DeletedUserRepository(Repository[DeletedUser]):
+    model = DeletedUser
+
+    async def is_deleted(self, user_id: uuid.UUID) -> bool:
+        return (
+            await self.one_or_none(select(DeletedUser.id).where(DeletedUser.id == user_id))
+            is not None
+        )
+
+    async def add(self, user_id: uuid.UUID, deleted_at: datetime) -> None:
+        """Idempotent: a replayed deletion keeps the first tombstone."""
+        await self.session.execute(
+            insert(DeletedUser)
+            .values(id=user_id, deleted_at=deleted_at)
+            .on_conflict_do_nothing(index_elements=[DeletedUser.id])
+        )

@@ -8,6 +8,10 @@ profile row (id = auth's user id)
                both with INSERT ... ON CONFLICT DO NOTHING, so they race safely
   email, role, is_active   auth's; an event applies them only when its `version` is newer
   name                     users' once the row exists; events never overwrite it
+deleted by     DELETE /internal/v1/users/{id} (auth's outbox: user.deleted), leaving a
+               tombstone (deleted_users): later events answer 410 and a still-valid token
+               cannot provision the profile again (404); both creations and the deletion
+               take the account's advisory lock (platform_common.account_locks)
 ```
 
 No FastAPI here; the request edge commits or rolls back.
@@ -23,15 +27,16 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from platform_common.account_locks import lock_account
 from platform_common.cache import SharedCache
 from platform_common.clock import utcnow
 from platform_common.db import on_commit
 from platform_common.errors import DependencyTimeout, DependencyUnavailable
 from platform_common.security import Principal
 from users.clients.orgs import OrgsClient
-from users.errors import EventIdMismatch, ProfileNotFound
+from users.errors import EventIdMismatch, ProfileNotFound, UserDeleted
 from users.models import Profile
-from users.repository import ProfileRepository
+from users.repository import DeletedUserRepository, ProfileRepository
 from users.schemas import OrganizationSummary, ProfileUpdate, UserEvent
 
 logger = logging.getLogger(__name__)
@@ -65,6 +70,9 @@ class UsersService:
             return profile
         if not principal.email or not principal.name:
             raise ProfileNotFound("No profile exists for this account yet.")
+        await lock_account(db, principal.user_id, shared=True)
+        if await DeletedUserRepository(db).is_deleted(principal.user_id):
+            raise ProfileNotFound("This account has been deleted.")
         now = utcnow()
         await profiles.insert_if_absent(
             {
@@ -167,6 +175,9 @@ class UsersService:
         """Idempotent: replays and out-of-order (older) events change nothing."""
         if event.id != user_id:
             raise EventIdMismatch
+        await lock_account(db, user_id, shared=True)
+        if await DeletedUserRepository(db).is_deleted(user_id):
+            raise UserDeleted
         profiles = ProfileRepository(db)
         owned_by_auth = {
             "email": event.email.lower(),
@@ -190,3 +201,11 @@ class UsersService:
         if profile is None:  # pragma: no cover - inserted above or already there
             raise ProfileNotFound
         return profile
+
+    async def delete_account(self, db: AsyncSession, user_id: uuid.UUID) -> None:
+        """auth's `user.deleted`: the profile goes (404, absent from lookups and lists) and
+        a tombstone stays. Idempotent: a replay finds nothing more to delete."""
+        await lock_account(db, user_id)
+        await DeletedUserRepository(db).add(user_id, utcnow())
+        await ProfileRepository(db).delete(user_id)
+        self._card_changed(db, user_id)

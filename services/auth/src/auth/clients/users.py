@@ -1,4 +1,6 @@
-"""The users service's internal endpoint, as auth calls it: `PUT /internal/v1/users/{id}`.
+"""The users service's internal endpoint, as auth calls it: `PUT /internal/v1/users/{id}`
+(`DELETE` for `user.deleted`: the profile goes, and later events about it are answered 410,
+which counts as delivered: there is nothing left to apply them to).
 
 auth authenticates with a service token it mints for itself (`svc:auth`, scope
 `users:provision`), kept until two minutes before it expires. The call goes through the
@@ -32,11 +34,14 @@ class UsersClient:
         self, user_id: uuid.UUID, event_type: str, payload: dict[str, Any]
     ) -> None:
         """Hand one user event to users, which applies it idempotently (newer version wins)."""
+        deleted = event_type == "user.deleted"
         response = await self.http.request(
-            "PUT",
+            "DELETE" if deleted else "PUT",
             f"/internal/v1/users/{user_id}",
-            json={"event": event_type, **payload},
+            json=None if deleted else {"event": event_type, **payload},
             authorization=self.credentials.authorization(),
         )
+        if response.status_code == 410:
+            return  # the account has been deleted there: nothing to apply the event to
         if response.status_code >= 300:
             raise UsersRefused(f"users answered {response.status_code}: {response.text[:200]}")

@@ -10,12 +10,15 @@ client_credentials.py  ClientCredentials  other services' OAuth2 client-credenti
 org_tokens.py          OrgTokenService    org-scoped access tokens (membership from orgs)
 personal_tokens.py     PersonalTokenService  personal access tokens (ipt_...), and vouching
                                           for them to the other services
+account_deletion.py    AccountDeletionService  deleting an account (DELETE /me), carried to
+                                          users and orgs by the outbox
 ```
 
 Services never commit: the request's session dependency commits when the handler returns.
 Neither imports FastAPI.
 """
 
+from auth.service.account_deletion import AccountDeletionService
 from auth.service.accounts import AccountService, user_event
 from auth.service.client_credentials import ClientCredentials
 from auth.service.org_tokens import OrgTokenService
@@ -23,6 +26,7 @@ from auth.service.personal_tokens import PersonalTokenService
 from auth.service.sessions import ClientInfo, SessionService
 
 __all__ = [
+    "AccountDeletionService",
     "AccountService",
     "ClientCredentials",
     "ClientInfo",

@@ -102,7 +102,7 @@ class AccountService:
         if not active:
             await users.lock_admin_changes()
         user = await users.get(user_id)
-        if user is None:
+        if user is None or user.deleted_at is not None:
             raise UserNotFound("No such user.")
         if not active and user.is_active and user.role == "admin":
             await db.refresh(user)  # as of now, under the lock

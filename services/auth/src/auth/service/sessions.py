@@ -42,7 +42,8 @@ class ClientInfo:
 # Label values created at zero, so that dashboards show 0 before the first event.
 LOGIN_OUTCOMES = ("success", "invalid_credentials", "rate_limited", "account_disabled")
 REVOCATION_REASONS = (
-    "logout", "logout_all", "refresh_reuse", "password_changed", "disabled", "ended_by_user"
+    "logout", "logout_all", "refresh_reuse", "password_changed", "disabled", "ended_by_user",
+    "account_deleted",
 )  # fmt: skip
 
 
