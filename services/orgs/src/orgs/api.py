@@ -15,6 +15,8 @@ from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel
 
 from orgs.dependencies import (
+    AccountDeleter,
+    AccountDeletionServiceDep,
     CanDeleteOrg,
     CanReadMembers,
     CanReadOrg,
@@ -27,6 +29,7 @@ from orgs.dependencies import (
     OrganizationServiceDep,
 )
 from orgs.schemas import (
+    DeletionBlockers,
     InvitationCreate,
     InvitationCreated,
     InvitationRead,
@@ -285,3 +288,32 @@ async def get_membership(
     """For auth only: a service token with `orgs:memberships:read`."""
     found, role = await orgs.membership_of(user_id, org)
     return MembershipRead(org_id=found.id, org_slug=found.slug, role=role)
+
+
+@internal_router.get(
+    "/users/{user_id}/deletion-blockers",
+    response_model=DeletionBlockers,
+    summary="The orgs that block deleting an account (auth's DELETE /me)",
+)
+async def get_deletion_blockers(
+    user_id: uuid.UUID, _: AccountDeleter, deletion: AccountDeletionServiceDep
+) -> Any:
+    """For auth only: a service token with `orgs:users:delete`. `orgs` lists the slugs of
+    the orgs the user is the only owner of while they have other members."""
+    return DeletionBlockers(orgs=await deletion.blockers(user_id))
+
+
+@internal_router.delete(
+    "/users/{user_id}",
+    status_code=NO_CONTENT,
+    summary="Carry out an account's deletion (auth's outbox: user.deleted)",
+)
+async def delete_user(
+    user_id: uuid.UUID, _: AccountDeleter, deletion: AccountDeletionServiceDep
+) -> None:
+    """For auth only: a service token with `orgs:users:delete`. The user's memberships go;
+    an org it was the only member of is deleted; an org it was the only owner of (others
+    having joined since auth's check) gets its highest-ranked, longest-standing other member
+    as owner. The account can never be added again (404 `user_not_found`). Idempotent: 204
+    again for a replay."""
+    await deletion.delete_account(user_id)

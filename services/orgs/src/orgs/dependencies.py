@@ -16,6 +16,7 @@ CurrentUser (401 without a valid user token; an org-scoped token is a user token
                                token's permissions: CanReadOrg, CanUpdateOrg, CanDeleteOrg,
                                CanReadMembers, CanWriteMembers, CanWriteInvitations
 MembershipReader               auth's service token with `orgs:memberships:read`
+AccountDeleter                 auth's service token with `orgs:users:delete`
 ```
 
 Handlers take these; none reads `request.app.state` itself.
@@ -32,7 +33,13 @@ from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UsersClient
 from orgs.config import OrgsSettings
 from orgs.revocation import MemberTokenRevocation
-from orgs.service import InvitationService, MemberService, OrgAccess, OrganizationService
+from orgs.service import (
+    AccountDeletionService,
+    InvitationService,
+    MemberService,
+    OrgAccess,
+    OrganizationService,
+)
 from platform_common.cache import USER_CARDS, SharedCache
 from platform_common.db import SessionDep
 from platform_common.security import (
@@ -46,6 +53,7 @@ from platform_common.state import PlatformStateDep
 from platform_common.token_docs import documents
 
 MEMBERSHIPS_SCOPE = "orgs:memberships:read"
+USERS_DELETE_SCOPE = "orgs:users:delete"
 
 
 async def get_users_client(platform: PlatformStateDep) -> UsersClient:
@@ -99,6 +107,13 @@ async def get_invitation_service(
     return InvitationService(db, settings, user_orgs)
 
 
+async def get_account_deletion_service(
+    db: SessionDep, user_orgs: UserOrgsInvalidationDep, tokens: MemberTokenRevocationDep
+) -> AccountDeletionService:
+    return AccountDeletionService(db, user_orgs, tokens)
+
+
+AccountDeletionServiceDep = Annotated[AccountDeletionService, Depends(get_account_deletion_service)]
 OrganizationServiceDep = Annotated[OrganizationService, Depends(get_organization_service)]
 MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
 InvitationServiceDep = Annotated[InvitationService, Depends(get_invitation_service)]
@@ -137,3 +152,4 @@ CanReadMembers = Annotated[OrgAccess, Depends(require_permission("members:read")
 CanWriteMembers = Annotated[OrgAccess, Depends(require_permission("members:write"))]
 CanWriteInvitations = Annotated[OrgAccess, Depends(require_permission("invitations:write"))]
 MembershipReader = Annotated[Principal, Depends(require_scope(MEMBERSHIPS_SCOPE))]
+AccountDeleter = Annotated[Principal, Depends(require_scope(USERS_DELETE_SCOPE))]

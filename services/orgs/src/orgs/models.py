@@ -1,4 +1,5 @@
-"""orgs' tables: organizations, their memberships and pending invitations.
+"""orgs' tables: organizations, their memberships and pending invitations, and a tombstone
+per deleted account.
 
 The database enforces what must hold under concurrency: one membership per (org, user)
 (a unique constraint, so two simultaneous adds cannot both succeed), valid role names (a
@@ -74,3 +75,13 @@ class Invitation(UUIDPrimaryKey, Base):
     accepted_at: Mapped[datetime | None]
     accepted_by: Mapped[uuid.UUID | None]
     revoked_at: Mapped[datetime | None]
+
+
+class DeletedUser(Base):
+    """An account deleted at auth: its memberships are gone and none may be created again
+    (see `service.account_deletion`)."""
+
+    __tablename__ = "deleted_users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    deleted_at: Mapped[datetime]

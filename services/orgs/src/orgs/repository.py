@@ -12,10 +12,12 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
-from orgs.models import Invitation, Membership, Organization
+from orgs.models import DeletedUser, Invitation, Membership, Organization
 from orgs.roles import OrgRole
 from platform_common.repository import Repository
 
@@ -128,11 +130,69 @@ class MembershipRepository(_OrgsRepository[Membership]):
     async def count_owners(self, org_id: uuid.UUID) -> int:
         return await self.count(self._of_org(org_id).where(Membership.role == OrgRole.OWNER.value))
 
+    async def of_user(self, user_id: uuid.UUID) -> list[Membership]:
+        """Every membership of the user, in org id order (the order their orgs are locked)."""
+        statement = (
+            select(Membership).where(Membership.user_id == user_id).order_by(Membership.org_id)
+        )
+        return list(await self.all(statement.execution_options(populate_existing=True)))
+
+    async def successor(self, org_id: uuid.UUID, leaving: uuid.UUID) -> Membership | None:
+        """Who becomes owner when the last owner's account is deleted: the member with the
+        highest role, the longest-standing first."""
+        rank = case({role.value: role.rank for role in OrgRole}, value=Membership.role, else_=0)
+        return await self.fresh(
+            self._of_org(org_id)
+            .where(Membership.user_id != leaving)
+            .order_by(rank.desc(), Membership.joined_at, Membership.id)
+            .limit(1)
+        )
+
+    async def sole_owner_slugs(self, user_id: uuid.UUID) -> list[str]:
+        """The slugs of the orgs the user is the only owner of while others are members."""
+        other = aliased(Membership)
+        owners = (
+            select(func.count(other.id))
+            .where(other.org_id == Membership.org_id, other.role == OrgRole.OWNER.value)
+            .scalar_subquery()
+        )
+        members = (
+            select(func.count(other.id)).where(other.org_id == Membership.org_id).scalar_subquery()
+        )
+        statement = (
+            select(Organization.slug)
+            .join(Membership, Membership.org_id == Organization.id)
+            .where(
+                Membership.user_id == user_id,
+                Membership.role == OrgRole.OWNER.value,
+                owners == 1,
+                members > 1,
+            )
+            .order_by(Organization.slug)
+        )
+        return list((await self.session.scalars(statement)).all())
+
     async def list_for_org(
         self, org_id: uuid.UUID, *, offset: int, limit: int
     ) -> tuple[list[Membership], int]:
         statement = self._of_org(org_id).order_by(Membership.joined_at, Membership.id)
         return await self.paginate(statement, offset=offset, limit=limit)
+
+
+class DeletedUserRepository(_OrgsRepository[DeletedUser]):
+    model = DeletedUser
+
+    async def is_deleted(self, user_id: uuid.UUID) -> bool:
+        found = await self.one_or_none(select(DeletedUser.id).where(DeletedUser.id == user_id))
+        return found is not None
+
+    async def add(self, user_id: uuid.UUID, deleted_at: datetime) -> None:
+        """Idempotent: a replayed deletion keeps the first tombstone."""
+        await self.session.execute(
+            insert(DeletedUser)
+            .values(id=user_id, deleted_at=deleted_at)
+            .on_conflict_do_nothing(index_elements=[DeletedUser.id])
+        )
 
 
 class InvitationRepository(_OrgsRepository[Invitation]):

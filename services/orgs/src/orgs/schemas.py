@@ -99,3 +99,9 @@ class MembershipRead(BaseModel):
     org_id: uuid.UUID
     org_slug: str
     role: OrgRole
+
+
+class DeletionBlockers(BaseModel):
+    """The orgs that block deleting an account: their slugs."""
+
+    orgs: list[str]

@@ -10,7 +10,8 @@ caller --slug--> OrgAccess(org, caller's role)          404 for non-members (nev
 One service per resource: `OrganizationService` (organizations.py) resolves slugs to
 `OrgAccess` and creates, lists, renames and deletes orgs; `MemberService` (members.py)
 lists, adds, re-roles and removes members, with names from the users service;
-`InvitationService` (invitations.py) issues, lists, revokes and accepts invitations.
+`InvitationService` (invitations.py) issues, lists, revokes and accepts invitations;
+`AccountDeletionService` (account_deletion.py) carries out an account's deletion at auth.
 
 What must hold under concurrency is enforced by the database: the unique (org, user)
 constraint makes one of two simultaneous adds fail (409 already_member); changes that can
@@ -22,11 +23,13 @@ Services never commit: the request's session dependency commits when the handler
 and rolls back when it raises.
 """
 
+from orgs.service.account_deletion import AccountDeletionService, refuse_deleted_account
 from orgs.service.invitations import InvitationIssued, InvitationService
 from orgs.service.members import MemberService, MemberView
 from orgs.service.organizations import OrgAccess, OrganizationService, OrgView
 
 __all__ = [
+    "AccountDeletionService",
     "InvitationIssued",
     "InvitationService",
     "MemberService",
@@ -34,4 +37,5 @@ __all__ = [
     "OrgAccess",
     "OrgView",
     "OrganizationService",
+    "refuse_deleted_account",
 ]

@@ -25,6 +25,7 @@ from orgs.errors import (
 from orgs.models import Invitation, Membership
 from orgs.repository import InvitationRepository, MembershipRepository
 from orgs.roles import OrgRole, check_grant
+from orgs.service.account_deletion import refuse_deleted_account
 from orgs.service.members import MemberView
 from orgs.service.organizations import OrgAccess
 from platform_common.clock import utcnow
@@ -93,6 +94,7 @@ class InvitationService:
             raise InvitationNotFound
         if (principal.email or "").lower() != invitation.email:
             raise EmailMismatch("The invitation was sent to another email address.")
+        await refuse_deleted_account(self.db, principal.user_id)
         if not await self.invitations.claim(invitation.id, principal.user_id, utcnow()):
             _raise_unusable(await self.invitations.get_in_org(invitation.org_id, invitation.id))
         membership = Membership(

@@ -22,6 +22,7 @@ from orgs.models import Membership
 from orgs.repository import MembershipRepository, OrganizationRepository
 from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole, authorize_change, authorize_removal, check_grant
+from orgs.service.account_deletion import refuse_deleted_account
 from orgs.service.organizations import OrgAccess
 from platform_common.pagination import PageParams
 from platform_common.security import check_permission
@@ -76,6 +77,7 @@ class MemberService:
         profile = (await self.users.lookup([user_id])).get(user_id)
         if profile is None:
             raise UserNotFound(f"The users service knows no user {user_id}.")
+        await refuse_deleted_account(self.db, user_id)
         membership = Membership(org_id=access.org.id, user_id=user_id, role=role.value)
         if not await self.members.add(membership):
             raise AlreadyMember(f"User {user_id} is already a member.")

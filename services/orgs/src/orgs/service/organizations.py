@@ -16,6 +16,7 @@ from orgs.repository import MembershipRepository, OrganizationRepository
 from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole
 from orgs.schemas import SLUG_PATTERN
+from orgs.service.account_deletion import refuse_deleted_account
 from platform_common.pagination import PageParams
 from platform_common.permissions import permissions_for
 from platform_common.security import OrgMismatch, Principal
@@ -90,6 +91,7 @@ class OrganizationService:
         self.tokens = tokens
 
     async def create(self, principal: Principal, name: str, slug: str) -> OrgView:
+        await refuse_deleted_account(self.db, principal.user_id)
         org = Organization(id=uuid.uuid4(), name=name, slug=slug)
         owner = Membership(user_id=principal.user_id, role=OrgRole.OWNER.value)
         if not await self.orgs.add_with_owner(org, owner):
