@@ -75,6 +75,14 @@ async def test_the_account_is_gone_and_its_email_can_register_again(
         assert row is not None and row.deleted_at is not None and not row.is_active
         assert user.email not in row.email and row.name == ""
 
+    # Its scrubbed address is nobody's either.
+    async with platform_state(app).sessionmaker() as db:
+        tombstone = (await db.get(User, user.id)).email  # type: ignore[union-attr]
+    by_tombstone = await client.post(
+        "/api/v1/auth/login", json={"email": tombstone, "password": "!deleted"}
+    )
+    assert by_tombstone.status_code in (401, 422), by_tombstone.text
+
     again = await api.register(user.email, password="another fine passphrase")
     assert again["id"] != str(user.id)
     assert (await api.login(user.email, "another fine passphrase")).id != user.id

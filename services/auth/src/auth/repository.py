@@ -23,7 +23,10 @@ class UserRepository(Repository[User]):
     async def get_by_email(self, email: str) -> User | None:
         if has_nul(email):
             return None  # no stored email has one, and PostgreSQL cannot compare it
-        return await self.one_or_none(select(User).where(User.email == email.lower()))
+        # A deleted account's tombstone is nobody's: its scrubbed email never logs in.
+        return await self.one_or_none(
+            select(User).where(User.email == email.lower(), User.deleted_at.is_(None))
+        )
 
     async def add(self, user: User) -> User:
         self.session.add(user)

@@ -101,7 +101,8 @@ class AccountService:
         users = UserRepository(db)
         if not active:
             await users.lock_admin_changes()
-        user = await users.get(user_id)
+        # Locked: an account being deleted meanwhile is seen deleted, never enabled again.
+        user = await users.get_for_update(user_id)
         if user is None or user.deleted_at is not None:
             raise UserNotFound("No such user.")
         if not active and user.is_active and user.role == "admin":
