@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orgs.roles import ROLE_VALUES
 from platform_common.clock import utcnow
+from platform_common.mail import MailOutboxMixin
 from platform_common.models import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
@@ -74,3 +75,9 @@ class Invitation(UUIDPrimaryKey, Base):
     accepted_at: Mapped[datetime | None]
     accepted_by: Mapped[uuid.UUID | None]
     revoked_at: Mapped[datetime | None]
+
+
+class MailOutbox(MailOutboxMixin, Base):
+    """Mails waiting to be sent (platform_common.mail): invitations."""
+
+    __tablename__ = "mail_outbox"
