@@ -24,6 +24,12 @@ from platform_common.mail.templates import token_link
         ),
         ("smtps://u:pw@mail.example.com", "auto", ("mail.example.com", 465, "u", "pw", "tls")),
         ("smtp://127.0.0.1:1025", "none", ("127.0.0.1", 1025, None, None, "none")),
+        # Credentials never cross in plain text: STARTTLS becomes required.
+        (
+            "smtp://u:pw@mail.example.com:587",
+            "auto",
+            ("mail.example.com", 587, "u", "pw", "starttls"),
+        ),
     ],
 )
 def test_the_smtp_url_and_tls_mode(url: str, tls: str, expected: tuple[object, ...]) -> None:

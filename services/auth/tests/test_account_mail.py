@@ -389,8 +389,13 @@ async def test_mail_waits_while_the_smtp_server_is_down_and_goes_out_once_when_i
 async def mail_waits_for_the_server(started: Any, api_for: Any, sink: MailSink) -> None:
     async with started(smtp_url=sink.url, mail_max_backoff_seconds=1) as client:
         app = client.app  # type: ignore[attr-defined]
-        user = await api_for(client).register()
+        api = api_for(client)
         sender = app.state.mail_sender
+        with sink:  # up: the first mail goes out at once
+            first = await api.register()
+            await sink.wait_for_mail(first["email"], "verify")
+        # The server stops: the next mail waits in the outbox, retried.
+        user = await api.register()
         deadline = time.monotonic() + 10
         while sender.failed.labels(reason="unreachable")._value.get() < 2:
             assert time.monotonic() < deadline, "the sender did not try"
@@ -400,16 +405,18 @@ async def mail_waits_for_the_server(started: Any, api_for: Any, sink: MailSink) 
             assert row is not None and row.sent_at is None and row.attempts >= 2
             assert row.text_body is not None
         metrics = (await client.get("/metrics")).text
-        assert "mail_queued_oldest_age_seconds" in metrics
+        assert 'mail_failed_total{reason="unreachable"}' in metrics
+        assert "mail_queued 1.0" in metrics
 
-        with sink:
+        with sink:  # back: it goes out, once
             mail = await sink.wait_for_mail(user["email"], "verify", wait_seconds=15)
             assert mailed_token(mail)
             await asyncio.sleep(1.5)
             assert len(sink.to(user["email"])) == 1
+            assert len(sink.to(first["email"])) == 1
         async with platform_state(app).sessionmaker() as db:
             row = await db.scalar(select(MailOutbox).where(MailOutbox.to_address == user["email"]))
             assert row is not None and row.sent_at is not None
             # The parts (they hold the token) are gone once sent.
             assert row.text_body is None and row.html_body is None
-        assert sender.sent._value.get() >= 1
+        assert sender.sent._value.get() >= 2

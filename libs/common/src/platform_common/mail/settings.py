@@ -18,7 +18,8 @@ class MailSettings(BaseModel):
     smtp_url: SecretStr | None = None
     # The password from a Secret, instead of (or overriding) the one in the URL.
     smtp_password: SecretStr | None = None
-    # auto: implicit TLS for smtps://, else STARTTLS if the server offers it;
+    # auto: implicit TLS for smtps://; with credentials STARTTLS required (a password never
+    # crosses in plain text), without them STARTTLS when the server offers it;
     # starttls: STARTTLS required; tls: implicit TLS; none: plain text (a local sink only).
     smtp_tls: TlsMode = "auto"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -41,6 +42,8 @@ class MailSettings(BaseModel):
         tls = self.smtp_tls
         if tls == "auto" and parts.scheme == "smtps":
             tls = "tls"
+        elif tls == "auto" and parts.username:
+            tls = "starttls"
         password = (
             self.smtp_password.get_secret_value()
             if self.smtp_password is not None
