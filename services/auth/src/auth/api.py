@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from auth import oauth2
 from auth.dependencies import (
+    AccountMailDep,
     AccountServiceDep,
     ClientBasicDep,
     ClientCredentialsDep,
@@ -70,9 +71,9 @@ SESSION_ONLY: dict[int | str, dict[str, Any]] = {
     responses={409: {"description": "email_taken"}, 422: {"description": "weak_password"}},
     dependencies=[WakesOutbox],
 )
-async def register(data: UserCreate, db: SessionDep, request: Request) -> Any:
+async def register(data: UserCreate, db: SessionDep, account_mail: AccountMailDep) -> Any:
     """Mails a verification link to the address (auth.api_mail)."""
-    return await request.app.state.account_mail.register(db, data)
+    return await account_mail.register(db, data)
 
 
 @router.post("/login", response_model=LoginTokens, responses={429: {"description": "rate_limited"}})

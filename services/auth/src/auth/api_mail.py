@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, status
 
-from auth.dependencies import ClientInfoDep, SettingsDep, WakesOutbox
+from auth.dependencies import AccountMailDep, ClientInfoDep, SettingsDep, WakesOutbox
 from auth.schemas_mail import Accepted, EmailChange, ForgotPassword, MailedToken, ResetPassword
-from auth.service.account_mail import AccountMailService
 from platform_common.db import SessionDep
 from platform_common.security import CurrentSessionUser, CurrentUser
-
-
-async def _account_mail(request: Request) -> AccountMailService:
-    service: AccountMailService = request.app.state.account_mail
-    return service
-
-
-AccountMailDep = Annotated[AccountMailService, Depends(_account_mail)]
 
 router = APIRouter(prefix="/api/v1/auth", tags=["account by mail"])
 
