@@ -6,8 +6,9 @@ in the same transaction, once the server has accepted it. A row is thus sent onc
 operation; only a crash between the server's acceptance and the commit can send it again
 (the Message-ID, derived from the row's id, is then the same). Nothing is lost while the
 server is down: the row stays queued and is retried with exponential back-off and jitter
-(capped at `mail_max_backoff_seconds`). A message the server refuses for good (5xx) is given
-up after `mail_max_rejections` attempts.
+(capped at `mail_max_backoff_seconds`). A message the server refuses for good (a 5xx for its
+recipient or its content, not for the login or the sender) is given up after
+`mail_max_rejections` attempts.
 
 Metrics (multiprocess-safe):
 
@@ -83,7 +84,11 @@ class SmtpTransport:
             use_tls=t.tls == "tls",
             # None: STARTTLS when the server offers it; True: required; False: never.
             start_tls={"auto": None, "starttls": True, "tls": False, "none": False}[t.tls],
-            tls_context=ssl.create_default_context() if t.tls != "none" else None,
+            tls_context=(
+                ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
+                if t.tls != "none"
+                else None
+            ),
             username=t.username,
             password=t.password,
         )
@@ -96,11 +101,23 @@ class SmtpTransport:
                 self._client = await self._connect()
             await self._client.send_message(message)
         except aiosmtplib.SMTPResponseException as exc:
-            permanent = 500 <= exc.code < 600
+            # Given up only when the server refuses this message (its content, 5xx after
+            # DATA); a refused login or sender is the configuration's fault: retried until
+            # it is fixed, so that no mail is lost to it.
+            permanent = isinstance(exc, aiosmtplib.SMTPDataError) and 500 <= exc.code < 600
+            await self.close()
+            raise SmtpFailure(
+                "rejected" if 500 <= exc.code < 600 else "temporary",
+                f"{exc.code} {exc.message}",
+                permanent=permanent,
+            ) from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            # One recipient a message: refused for good (5xx) or for now (4xx).
+            permanent = all(500 <= r.code < 600 for r in exc.recipients)
             await self.close()
             raise SmtpFailure(
                 "rejected" if permanent else "temporary",
-                f"{exc.code} {exc.message}",
+                "; ".join(f"{r.code} {r.message}" for r in exc.recipients),
                 permanent=permanent,
             ) from exc
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
@@ -223,8 +240,9 @@ class MailSender:
                     exc.reason,
                     exc,
                 )
-                # The next due row most likely fails the same way: wait for the next round.
-                return exc.reason not in ("unreachable", "temporary")
+                # Unless the server refused this message only, the next due row would fail
+                # the same way: wait for the next round.
+                return exc.permanent
             except Exception as exc:
                 self.failed.labels(reason="error").inc()
                 row.attempts += 1

@@ -3,6 +3,7 @@ read `<SVC>_SMTP_URL`, `<SVC>_MAIL_FROM`, ... with the service's own prefix)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -23,13 +24,17 @@ class MailSettings(BaseModel):
     # starttls: STARTTLS required; tls: implicit TLS; none: plain text (a local sink only).
     smtp_tls: TlsMode = "auto"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # CA bundle the server's certificate is checked against (a relay with a private CA);
+    # None: the system's trust store.
+    smtp_ca_file: Path | None = None
     mail_from: str = "Identity Platform <no-reply@localhost>"
     # Links in mails: this base, a path per message, and the token as `?token=`.
     mail_link_base_url: str = "http://localhost:8000"
     # The sender polls the outbox this often; a commit that queues a mail wakes it at once.
     mail_poll_seconds: float = Field(default=2.0, gt=0)
     # Retries: exponential back-off with jitter, capped; a message the server refuses for
-    # good (5xx) is given up after this many attempts, anything else is retried until sent.
+    # good (5xx for its recipient or content) is given up after this many attempts; anything
+    # else (down, 4xx, a refused login or sender) is retried until sent.
     mail_max_backoff_seconds: float = Field(default=600.0, gt=0)
     mail_max_rejections: int = Field(default=5, ge=1)
 
@@ -56,6 +61,7 @@ class MailSettings(BaseModel):
             password=password,
             tls=tls,
             timeout=self.smtp_timeout_seconds,
+            ca_file=self.smtp_ca_file,
         )
 
 
@@ -66,3 +72,4 @@ class SmtpTarget(BaseModel):
     password: str | None
     tls: TlsMode
     timeout: float
+    ca_file: Path | None = None
