@@ -45,7 +45,9 @@ TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 DESCRIPTION = """
 Registration, login, access and refresh tokens, sessions and revocation; org-scoped access
 tokens (`/org-token`: the membership read from orgs, with the role's permissions), personal
-access tokens (`/tokens`, `ipt_...`), RFC 7662 introspection and RFC 7009 revocation.
+access tokens (`/tokens`, `ipt_...`), RFC 7662 introspection and RFC 7009 revocation; the
+account's lifecycle by mail (`/email/verify`, `/password/forgot`, `/password/reset`,
+`/email/change`: single-use tokens mailed as the `token` query parameter of a link).
 Each operation's description ends with the tokens it accepts (also `x-accepted-tokens`).
 
 Access tokens are ES256 JWTs; verify them with the keys at `/api/v1/auth/jwks.json`.
