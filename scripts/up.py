@@ -7,6 +7,10 @@
 - each service's database migrated by its `<svc>-migrate`;
 - the platform admin seeded from PLATFORM_ADMIN_EMAIL / PLATFORM_ADMIN_PASSWORD (a password is
   generated once and kept in the data folder when none is given);
+- an embedded SMTP server (aiosmtpd, platform_testing.smtp) on :8025 (auth's port + 24, or
+  --smtp-port) that auth and orgs send their mail to over SMTP: each message is written as
+  one RFC 5322 file under <data>/mail/*.eml and announced with one line (unless
+  AUTH_SMTP_URL / ORGS_SMTP_URL point elsewhere);
 - auth on :8001, users on :8002, orgs on :8003 (uvicorn, reloading on code changes when
   --reload is given); Ctrl-C stops them all.
 
@@ -95,16 +99,23 @@ def main() -> int:
     parser.add_argument(
         "--port-base", type=int, default=8001, help="auth's port; users +1, orgs +2"
     )
+    parser.add_argument(
+        "--smtp-port", type=int, default=None, help="the mail sink's port (auth's + 24)"
+    )
     args = parser.parse_args()
     ports = {name: args.port_base + offset for offset, name in enumerate(SERVICE_NAMES)}
     data_dir = (ROOT / args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
 
     from platform_testing import embedded_postgres, embedded_redis
+    from platform_testing.smtp import MailSink
 
     started: list[str] = []
+    mail_sink: MailSink | None = None
 
     def stop_servers() -> None:
+        if mail_sink is not None:
+            mail_sink.stop()
         if "redis" in started:
             embedded_redis.stop_embedded_redis(data_dir)
         if "postgres" in started:
@@ -128,6 +139,14 @@ def main() -> int:
         log(f"Redis: embedded redis-server at {redis_url}")
 
     env = service_env(data_dir, redis_url, database_urls, ports)
+    if not (os.environ.get("AUTH_SMTP_URL") or os.environ.get("ORGS_SMTP_URL")):
+        mail_dir = data_dir / "mail"
+        mail_sink = MailSink(
+            port=args.smtp_port or args.port_base + 24, directory=mail_dir, echo=True
+        ).start()
+        for prefix in ("AUTH", "ORGS"):
+            env.setdefault(f"{prefix}_SMTP_URL", mail_sink.url)
+        log(f"SMTP: embedded at {mail_sink.url}, every mail written to {mail_dir}/*.eml")
     email, password, generated = admin_credentials(data_dir)
     # Each service owns its database: the three migrations run side by side.
     log("migrating " + ", ".join(SERVICE_NAMES))
@@ -199,6 +218,7 @@ The platform is up (data in {data_dir}).
   users  {base}:{ports["users"]}/api/v1/users/docs
   orgs   {base}:{ports["orgs"]}/api/v1/orgs/docs
   metrics and health: /metrics, /livez, /readyz on each port
+  mail: {env.get("AUTH_SMTP_URL")} (the embedded sink writes {data_dir / "mail"}/*.eml)
 
 Platform admin: {email}  password: {password}{kept}
 

@@ -45,6 +45,7 @@ from platform_testing import (  # noqa: F401
 )
 from platform_testing import log_tail as _log_tail
 from platform_testing.otlp import OtlpReceiver
+from platform_testing.smtp import MailSink
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INGRESS_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "ingress.conf.template"
@@ -212,8 +213,18 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    """The e2e stack's SMTP server (aiosmtpd): auth and orgs send their mail to it."""
+    with MailSink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
 def platform(
-    backends: Backends, tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver
+    backends: Backends,
+    tmp_path_factory: pytest.TempPathFactory,
+    otlp_receiver: OtlpReceiver,
+    mail_sink: MailSink,
 ) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     ports = {name: free_port() for name in SERVICES}
@@ -244,6 +255,12 @@ def platform(
         # Traces to the test's receiver, a batch every 100 ms instead of 5 s.
         OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="100",
+        # Mail over real SMTP to the suite's server.
+        AUTH_SMTP_URL=mail_sink.url,
+        ORGS_SMTP_URL=mail_sink.url,
+        AUTH_MAIL_POLL_SECONDS="0.5",
+        AUTH_PASSWORD_FORGOT_MAX_PER_IP="1000",
+        ORGS_MAIL_POLL_SECONDS="0.5",
     )
     for name in SERVICES:
         prefix = name.upper()

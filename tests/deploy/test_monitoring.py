@@ -35,6 +35,11 @@ KNOWN_METRICS = {
     "auth_sessions_revoked_total",
     "auth_outbox_pending_events",
     "auth_outbox_oldest_pending_age_seconds",
+    # auth's and orgs' mail sender (libs/common/src/platform_common/mail/sender.py)
+    "mail_sent_total",
+    "mail_failed_total",
+    "mail_queued",
+    "mail_queued_oldest_age_seconds",
     # every service's (libs/common/src/platform_common/metrics.py)
     "peer_request_duration_seconds_bucket",
     "peer_request_duration_seconds_count",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import signal
 import subprocess
 import sys
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from platform_testing import free_port, log_tail, spawn, stop_process_group
 from platform_testing.embedded_postgres import database_url
+from platform_testing.smtp import mailed_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -60,6 +64,39 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _mailed_token(mail_dir: Path, to: str, subject: str) -> str:
+    """The token of the newest mail to `to` about `subject`, read from its .eml file."""
+    deadline = time.monotonic() + 15
+    while True:
+        for path in sorted(mail_dir.glob("*.eml"), reverse=True):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if to in str(message["To"]) and subject in str(message["Subject"]).lower():
+                assert isinstance(message, EmailMessage)
+                return mailed_token(message)
+        assert time.monotonic() < deadline, f"no mail to {to} about {subject!r}"
+        time.sleep(0.2)
+
+
+def _mail_walkthrough(client: httpx.Client, auth: str, mail_dir: Path, log: Path) -> None:
+    """The README's walk-through: register, verify from the mail, forget and reset."""
+    who = {"email": "walker@up.example", "password": "a perfectly fine passphrase"}
+    registered = client.post(f"{auth}/register", json={**who, "name": "Walker"})
+    assert registered.status_code == 201, registered.text
+    token = _mailed_token(mail_dir, who["email"], "verify")
+    assert client.post(f"{auth}/email/verify", json={"token": token}).status_code == 204
+    assert "mail to walker@up.example" in log.read_text()
+    forgot = client.post(f"{auth}/password/forgot", json={"email": who["email"]})
+    assert forgot.status_code == 202
+    token = _mailed_token(mail_dir, who["email"], "reset")
+    new_password = "another perfectly fine passphrase"
+    reset = client.post(
+        f"{auth}/password/reset", json={"token": token, "new_password": new_password}
+    )
+    assert reset.status_code == 204, reset.text
+    login = client.post(f"{auth}/login", json={**who, "password": new_password})
+    assert login.status_code == 200, login.text
+
+
 @pytest.mark.slow
 def test_up_runs_the_platform_on_embedded_servers_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_port_base()
@@ -73,7 +110,16 @@ def test_up_runs_the_platform_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
     log = tmp_path / "up.log"
     data = tmp_path / "data"
     proc = spawn(
-        [sys.executable, "scripts/up.py", "--data-dir", str(data), "--port-base", str(base)],
+        [
+            sys.executable,
+            "scripts/up.py",
+            "--data-dir",
+            str(data),
+            "--port-base",
+            str(base),
+            "--smtp-port",
+            str(free_port()),
+        ],
         log,
         REPO_ROOT,
         env,
@@ -115,6 +161,7 @@ def test_up_runs_the_platform_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
             ):
                 assert time.monotonic() < deadline, "orgs still accepts the token after 5 s"
                 time.sleep(0.2)
+            _mail_walkthrough(client, auth, data / "mail", log)
 
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert proc.wait(timeout=60) == 0, log_tail(log)

@@ -34,6 +34,7 @@ from platform_testing import (  # noqa: F401
     flush_redis,
     migrated_database,
 )
+from platform_testing.smtp import MailSink
 
 PASSWORD = "a perfectly fine passphrase"
 ORGS_CLIENT_SECRET = "orgs-secret"
@@ -126,7 +127,16 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_settings(auth_database_url: str, backends: Backends, keys_dir: Path) -> dict[str, Any]:
+def mail_sink() -> Iterator[MailSink]:
+    """A real SMTP server (aiosmtpd) every auth app of the session sends its mail to."""
+    with MailSink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def base_settings(
+    auth_database_url: str, backends: Backends, keys_dir: Path, mail_sink: MailSink
+) -> dict[str, Any]:
     return {
         "environment": "test",
         "database_url": auth_database_url,
@@ -139,6 +149,9 @@ def base_settings(auth_database_url: str, backends: Backends, keys_dir: Path) ->
         "users_url": "http://users.test",
         "orgs_url": "http://orgs.test",
         "outbox_poll_seconds": 0.05,
+        "smtp_url": mail_sink.url,
+        "mail_poll_seconds": 0.2,
+        "mail_link_base_url": "https://id.example.test/app",
         "service_clients": {
             "orgs": {
                 "secret_sha256": hash_token(ORGS_CLIENT_SECRET),

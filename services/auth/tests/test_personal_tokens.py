@@ -205,6 +205,11 @@ async def test_last_used_is_recorded_at_most_once_a_minute(
         ("GET", "/api/v1/auth/sessions", None),
         ("POST", "/api/v1/auth/org-token", {"org": "acme"}),
         ("DELETE", "/api/v1/auth/me", {"current_password": "a perfectly fine passphrase"}),
+        (
+            "POST",
+            "/api/v1/auth/email/change",
+            {"new_email": "n@example.com", "current_password": "x"},
+        ),
     ],
 )
 async def test_a_pat_cannot_touch_the_accounts_own_security(

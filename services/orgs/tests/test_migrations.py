@@ -21,7 +21,7 @@ from orgs.models import Base, Membership, Organization
 from platform_common import migrations
 from platform_testing import Backends
 
-TABLES = {"organizations", "memberships", "invitations", "deleted_users"}
+TABLES = {"organizations", "memberships", "invitations", "deleted_users", "mail_outbox"}
 
 
 def _tables(connection: Connection) -> set[str]:

@@ -155,3 +155,29 @@ async def test_the_internal_route_is_not_under_the_public_prefix(
     )
 
     assert response.status_code == 405
+
+
+async def test_a_verified_or_moved_address_reaches_the_profile_and_lookups(
+    client: httpx.AsyncClient, auth: FakeAuth
+) -> None:
+    caller = auth.user(name="Mover")
+    await auth.register(client, caller.id, email=caller.email, name="Mover", version=100)
+    me = await client.get("/api/v1/users/me", headers=caller.headers)
+    assert me.json()["email_verified"] is False
+
+    verified = auth.event(
+        caller.id,
+        event="user.updated",
+        email="moved@example.com",
+        name="Mover",
+        version=200,
+    )
+    verified["email_verified"] = True
+    assert (await auth.deliver(client, verified)).status_code == 200
+
+    me = await client.get("/api/v1/users/me", headers=caller.headers)
+    assert (me.json()["email"], me.json()["email_verified"]) == ("moved@example.com", True)
+    admin = auth.admin()
+    found = await client.get("/api/v1/users", params={"q": "moved@"}, headers=admin.headers)
+    assert [p["id"] for p in found.json()["items"]] == [str(caller.id)]
+    assert found.json()["items"][0]["email_verified"] is True

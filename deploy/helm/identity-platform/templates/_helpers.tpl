@@ -138,6 +138,16 @@ orgs:
 {{- with $v.opentelemetry.resourceAttributes }}
 {{- $_ := set $data "OTEL_RESOURCE_ATTRIBUTES" . }}
 {{- end }}
+{{- if and (has .name (list "auth" "orgs")) $v.mail }}
+{{- $m := $v.mail }}
+{{- with $m.smtp.host }}
+{{- $user := ternary (printf "%s@" (urlquery $m.smtp.username)) "" (ne ($m.smtp.username | default "") "") }}
+{{- $_ := set $data (printf "%s_SMTP_URL" $p) (printf "%s://%s%s:%v" (ternary "smtps" "smtp" (eq $m.smtp.tlsMode "tls")) $user . $m.smtp.port) }}
+{{- $_ := set $data (printf "%s_SMTP_TLS" $p) $m.smtp.tlsMode }}
+{{- end }}
+{{- $_ := set $data (printf "%s_MAIL_FROM" $p) $m.from }}
+{{- $_ := set $data (printf "%s_MAIL_LINK_BASE_URL" $p) $m.linkBaseUrl }}
+{{- end }}
 {{- range $k, $val := merge (deepCopy (.svc.env | default dict)) ($v.env | default dict) }}
 {{- $_ := set $data $k (toString $val) }}
 {{- end }}
@@ -177,6 +187,9 @@ development servers; a generated signing key is kept across upgrades through loo
 {{- $pw := required "devDependencies.redis.password is required with devDependencies.enabled" $dev.redis.password }}
 {{- $_ := set $data "redis-url" (printf "redis://:%s@%s:6379/0" (urlquery $pw) (include "identity-platform.componentName" (dict "root" $root "name" "redis"))) }}
 {{- end }}
+{{- if and (has .name (list "auth" "orgs")) $root.Values.mail }}
+{{- with $root.Values.mail.smtp.password }}{{ $_ := set $data "smtp-password" . }}{{ end }}
+{{- end }}
 {{- if eq .name "auth" }}
 {{- with $s.serviceClients }}{{ $_ := set $data "service-clients" . }}{{ end }}
 {{- with $s.platformAdminEmail }}{{ $_ := set $data "platform-admin-email" . }}{{ end }}
@@ -207,6 +220,14 @@ development servers; a generated signing key is kept across upgrades through loo
     secretKeyRef:
       name: {{ $secret }}
       key: redis-url
+{{- if and (has .name (list "auth" "orgs")) (not .migration) }}
+- name: {{ $p }}_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: smtp-password
+      optional: true
+{{- end }}
 {{- if eq .name "auth" }}
 - name: AUTH_SERVICE_CLIENTS
   valueFrom:

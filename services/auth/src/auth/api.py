@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from auth import oauth2
 from auth.dependencies import (
     AccountDeletionDep,
+    AccountMailDep,
     AccountServiceDep,
     ClientBasicDep,
     ClientCredentialsDep,
@@ -72,8 +73,9 @@ SESSION_ONLY: dict[int | str, dict[str, Any]] = {
     responses={409: {"description": "email_taken"}, 422: {"description": "weak_password"}},
     dependencies=[WakesOutbox],
 )
-async def register(data: UserCreate, db: SessionDep, accounts: AccountServiceDep) -> Any:
-    return await accounts.register(db, data)
+async def register(data: UserCreate, db: SessionDep, account_mail: AccountMailDep) -> Any:
+    """Mails a verification link to the address (auth.api_mail)."""
+    return await account_mail.register(db, data)
 
 
 @router.post("/login", response_model=LoginTokens, responses={429: {"description": "rate_limited"}})

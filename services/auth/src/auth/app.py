@@ -11,10 +11,13 @@ from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.api import internal_router, router
+from auth.api_mail import router as mail_router
 from auth.clients.orgs import OrgsClient
 from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
+from auth.forgot_throttle import ForgotThrottle
 from auth.keys import KeyRing
+from auth.models import MailOutbox
 from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
@@ -27,11 +30,13 @@ from auth.service import (
     PersonalTokenService,
     SessionService,
 )
+from auth.service.account_mail import AccountMailService
 from auth.service.introspection import TokenIntrospection
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
 from platform_common.error_handlers import http_exception_handler, problem_error_handler
+from platform_common.mail import Mailer, MailSender, MailTemplates
 from platform_common.rate_limit import RateLimitExceeded
 from platform_common.security import StaticKeySource
 from platform_common.state import PlatformState, platform_state
@@ -41,7 +46,9 @@ TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 DESCRIPTION = """
 Registration, login, access and refresh tokens, sessions and revocation; org-scoped access
 tokens (`/org-token`: the membership read from orgs, with the role's permissions), personal
-access tokens (`/tokens`, `ipt_...`), RFC 7662 introspection and RFC 7009 revocation.
+access tokens (`/tokens`, `ipt_...`), RFC 7662 introspection and RFC 7009 revocation; the
+account's lifecycle by mail (`/email/verify`, `/password/forgot`, `/password/reset`,
+`/email/change`: single-use tokens mailed as the `token` query parameter of a link).
 Each operation's description ends with the tokens it accepts (also `x-accepted-tokens`).
 
 Access tokens are ES256 JWTs; verify them with the keys at `/api/v1/auth/jwks.json`.
@@ -57,6 +64,7 @@ def create_app(
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
     run_outbox: bool = True,
     run_revocation_keeper: bool = True,
+    run_mail_sender: bool = True,
 ) -> FastAPI:
     settings = settings or get_settings()
     keyring = KeyRing.load(
@@ -95,6 +103,27 @@ def create_app(
         app.state.session_service = sessions
         app.state.account_service = AccountService(hasher=hasher, sessions=sessions)
         app.state.client_credentials = ClientCredentials(settings, issuer=issuer)
+        # Mail: queued in auth's database with the change, sent by this process' sender.
+        mail_sender = MailSender(
+            platform.sessionmaker, MailOutbox, settings, registry=platform.metrics_registry
+        )
+        app.state.mail_sender = mail_sender
+        account_mail = AccountMailService(
+            settings,
+            hasher=hasher,
+            accounts=app.state.account_service,
+            sessions=sessions,
+            mailer=Mailer(MailOutbox, MailTemplates(settings.mail_link_base_url), mail_sender.wake),
+            forgot_throttle=ForgotThrottle(
+                platform.redis,
+                max_per_email=settings.password_forgot_max_per_email,
+                max_per_ip=settings.password_forgot_max_per_ip,
+                window_seconds=settings.password_forgot_window_seconds,
+            ),
+        )
+        app.state.account_mail = account_mail
+        sessions.on_login = account_mail.notice_new_sign_in
+        mail_task = asyncio.create_task(mail_sender.run_forever()) if run_mail_sender else None
         app.state.personal_token_service = personal_tokens
         app.state.token_introspection = TokenIntrospection(
             sessions=sessions, personal_tokens=personal_tokens
@@ -142,12 +171,17 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if mail_task is not None:
+                mail_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mail_task
+            await mail_sender.aclose()
 
     app = create_service_app(
         settings,
         title="auth",
         description=DESCRIPTION,
-        routers=[router],
+        routers=[router, mail_router],
         internal_routers=[internal_router],
         peers={"users": settings.users_url, "orgs": settings.orgs_url},
         resources=resources,

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from platform_common.mail import MailSettings
 from platform_common.revocation import ORG_TOKEN_MAX_LIFETIME_SECONDS
 from platform_common.settings import ServiceSettings
 
@@ -19,7 +20,7 @@ class ServiceClient(BaseModel):
     scopes: list[str] = []
 
 
-class AuthSettings(ServiceSettings):
+class AuthSettings(ServiceSettings, MailSettings):
     model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
 
     service_name: str = "auth"
@@ -63,6 +64,23 @@ class AuthSettings(ServiceSettings):
     # Where auth reads memberships for org-scoped tokens (the orgs service).
     orgs_url: str = "http://127.0.0.1:8003"
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # Account lifecycle by mail (auth.service.account_mail): token lifetimes, the paths of
+    # the links (under AUTH_MAIL_LINK_BASE_URL), login only once verified, new-sign-in notices.
+    verify_email_token_ttl_seconds: int = Field(default=48 * 3600, ge=60)
+    password_reset_token_ttl_seconds: int = Field(default=30 * 60, ge=60)
+    email_change_token_ttl_seconds: int = Field(default=3600, ge=60)
+    verify_email_path: str = "/verify-email"
+    password_reset_path: str = "/reset-password"  # noqa: S105 - a path
+    email_change_path: str = "/confirm-email-change"
+    require_verified_email: bool = False
+    new_sign_in_notice: bool = False
+    # password/forgot: per address and per client address, in a window; and the least time
+    # an answer takes, so that a known and an unknown address cannot be told apart by timing.
+    password_forgot_max_per_email: int = Field(default=5, ge=1)
+    password_forgot_max_per_ip: int = Field(default=20, ge=1)
+    password_forgot_window_seconds: int = Field(default=3600, ge=1)
+    password_forgot_min_seconds: float = Field(default=0.25, ge=0, le=5)
 
     # Seeded by `auth-migrate` (standard names, no prefix).
     platform_admin_email: str | None = Field(default=None, validation_alias="PLATFORM_ADMIN_EMAIL")

@@ -24,6 +24,7 @@ from auth.service import (
     PersonalTokenService,
     SessionService,
 )
+from auth.service.account_mail import AccountMailService
 from auth.service.introspection import Revoker, TokenIntrospection
 from platform_common.client_address import ClientAddressDep
 from platform_common.errors import Forbidden
@@ -68,6 +69,7 @@ TokenRequestForm = Annotated[TokenRequest, Form()]
 ClientBasicDep = Annotated[HTTPBasicCredentials | None, Depends(client_secret_basic)]
 TokenActionForm = Annotated[TokenActionRequest, Form()]
 TokenIntrospectionDep = Annotated[TokenIntrospection, Depends(_app_state("token_introspection"))]
+AccountMailDep = Annotated[AccountMailService, Depends(_app_state("account_mail"))]
 
 
 async def token_action_caller(

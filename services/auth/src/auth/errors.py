@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from platform_common.errors import Conflict, Forbidden, NotFound, ProblemError, Unauthorized
+from platform_common.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ProblemError,
+    Unauthorized,
+)
 
 
 class EmailTaken(Conflict, code="email_taken", title="Email already registered"): ...
@@ -82,3 +88,38 @@ class OrgNotFound(
 
 
 class PersonalTokenNotFound(NotFound, code="not_found"): ...
+
+
+class InvalidAccountToken(
+    ProblemError,
+    status=400,
+    code="invalid_token",
+    title="Invalid token",
+    detail="The token is not valid.",
+):
+    """A mailed token (verification, reset, email change) that does not exist for this use."""
+
+
+class AccountTokenExpired(
+    ProblemError,
+    status=410,
+    code="token_expired",
+    title="Token expired",
+    detail="The token has expired or has already been used.",
+): ...
+
+
+class AlreadyVerified(
+    Conflict,
+    code="already_verified",
+    title="Already verified",
+    detail="This email address is already verified.",
+): ...
+
+
+class EmailNotVerified(
+    AccountDisabled,
+    code="email_not_verified",
+    title="Email not verified",
+    detail="Verify the email address of this account before signing in.",
+): ...

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from platform_common.clock import utcnow
+from platform_common.mail import MailOutboxMixin
 from platform_common.models import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
@@ -37,6 +38,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     # Set when the account is deleted (DELETE /me): the row stays as a tombstone, its email,
     # name and password scrubbed, so its ended sessions remain revocation's durable record.
     deleted_at: Mapped[datetime | None]
+    # Proven by a mailed token (verification, reset or email change); existing rows: false.
+    email_verified: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     sessions: Mapped[list[UserSession]] = relationship(back_populates="user", lazy="raise")
 
@@ -116,3 +119,27 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AccountToken(UUIDPrimaryKey, Base):
+    """A mailed single-use token (auth.service.account_mail): `kind` says what it may do, so
+    a verification token never resets a password. Only its SHA-256 is stored."""
+
+    __tablename__ = "account_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))  # verify_email | reset_password | change_email
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The address an email change moves to (change_email only).
+    new_email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class MailOutbox(MailOutboxMixin, Base):
+    """Mails waiting to be sent (platform_common.mail)."""
+
+    __tablename__ = "mail_outbox"

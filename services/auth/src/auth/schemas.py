@@ -34,6 +34,7 @@ class UserRead(BaseModel):
     name: str
     role: Literal["user", "admin"]
     is_active: bool
+    email_verified: bool = False
     created_at: datetime
 
 

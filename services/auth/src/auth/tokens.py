@@ -60,6 +60,7 @@ class TokenIssuer:
         now: datetime,
         ttl: timedelta,
         org: OrgClaims | None = None,
+        email_verified: bool | None = None,
     ) -> str:
         """A user's access token; with `org`, scoped to that organization (the claims
         platform_common.verification reads into an `OrgScope`)."""
@@ -67,6 +68,8 @@ class TokenIssuer:
         claims.update(
             {"sid": str(session_id), "role": role, "email": email, "name": name, "scope": ""}
         )
+        if email_verified is not None:
+            claims["email_verified"] = email_verified
         if org is not None:
             claims.update(
                 {

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx
 from fastapi import FastAPI
 
 from orgs.api import internal_router, invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
+from orgs.models import MailOutbox
 from platform_common.app import create_service_app
+from platform_common.mail import Mailer, MailSender, MailTemplates
+from platform_common.state import platform_state
 
 DESCRIPTION = """
 Organizations, their members and invitations.
@@ -33,8 +40,31 @@ def create_app(
     settings: OrgsSettings | None = None,
     *,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    run_mail_sender: bool = True,
 ) -> FastAPI:
     settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def resources(app: FastAPI) -> AsyncIterator[None]:
+        # Invitation mails: queued with the invitation, sent by this process' sender.
+        platform = platform_state(app)
+        sender = MailSender(
+            platform.sessionmaker, MailOutbox, settings, registry=platform.metrics_registry
+        )
+        app.state.mail_sender = sender
+        app.state.mailer = Mailer(
+            MailOutbox, MailTemplates(settings.mail_link_base_url), sender.wake
+        )
+        task = asyncio.create_task(sender.run_forever()) if run_mail_sender else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sender.aclose()
+
     return create_service_app(
         settings,
         title="orgs",
@@ -43,4 +73,5 @@ def create_app(
         internal_routers=[internal_router],
         peers={"users": settings.users_url},
         transports=transports,
+        resources=resources,
     )

@@ -7,10 +7,11 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from platform_common.mail import MailSettings
 from platform_common.settings import ServiceSettings
 
 
-class OrgsSettings(ServiceSettings):
+class OrgsSettings(ServiceSettings, MailSettings):
     model_config = SettingsConfigDict(env_prefix="ORGS_", extra="ignore", frozen=True)
 
     service_name: str = "orgs"
@@ -19,6 +20,8 @@ class OrgsSettings(ServiceSettings):
     users_url: str = "http://127.0.0.1:8002"
 
     invitation_ttl_days: int = Field(default=7, ge=1, le=90)
+    # The invitee is mailed ORGS_MAIL_LINK_BASE_URL + this path + ?token=<invitation token>.
+    invitation_accept_path: str = "/accept-invitation"
 
 
 @lru_cache

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 
 from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UsersClient
@@ -102,9 +102,12 @@ async def get_member_service(
 
 
 async def get_invitation_service(
-    db: SessionDep, settings: OrgsSettingsDep, user_orgs: UserOrgsInvalidationDep
+    request: Request,
+    db: SessionDep,
+    settings: OrgsSettingsDep,
+    user_orgs: UserOrgsInvalidationDep,
 ) -> InvitationService:
-    return InvitationService(db, settings, user_orgs)
+    return InvitationService(db, settings, user_orgs, getattr(request.app.state, "mailer", None))
 
 
 async def get_account_deletion_service(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orgs.roles import ROLE_VALUES
 from platform_common.clock import utcnow
+from platform_common.mail import MailOutboxMixin
 from platform_common.models import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
@@ -85,3 +86,9 @@ class DeletedUser(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     deleted_at: Mapped[datetime]
+
+
+class MailOutbox(MailOutboxMixin, Base):
+    """Mails waiting to be sent (platform_common.mail): invitations."""
+
+    __tablename__ = "mail_outbox"

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, MetaData, String, func
+from sqlalchemy import BigInteger, Index, MetaData, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from platform_common.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Timestamps
@@ -46,6 +46,8 @@ class Profile(Timestamps, Base):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default="user")
     is_active: Mapped[bool] = mapped_column(default=True)
+    # auth's: the address was proven by a mailed token (events carry it).
+    email_verified: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # The `version` (microseconds) of the newest auth event applied; 0 before any event.
     source_version: Mapped[int] = mapped_column(BigInteger, default=0)
 

@@ -37,6 +37,7 @@ class ProfileRead(BaseModel):
     name: str
     role: Role
     is_active: bool
+    email_verified: bool = Field(description="The address was proven by a mailed token")
     created_at: datetime
     updated_at: datetime
 
@@ -81,6 +82,8 @@ class UserEvent(BaseModel):
     name: Name
     role: Role
     is_active: bool
+    # Absent from events written before verification existed: not verified.
+    email_verified: bool = False
     created_at: Annotated[AwareDatetime, AfterValidator(in_utc)]
     version: int = Field(
         ge=1, le=MAX_BIGINT, description="Microseconds since the epoch; newer wins"

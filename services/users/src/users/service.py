@@ -183,6 +183,7 @@ class UsersService:
             "email": event.email.lower(),
             "role": event.role,
             "is_active": event.is_active,
+            "email_verified": event.email_verified,
             "created_at": event.created_at,
         }
         created = await profiles.insert_if_absent(

@@ -37,6 +37,7 @@ def user_event(event_type: str, user: User) -> OutboxEvent:
             "name": user.name,
             "role": user.role,
             "is_active": user.is_active,
+            "email_verified": user.email_verified,
             "created_at": user.created_at.isoformat(),
             "version": int(utcnow().timestamp() * 1_000_000),
         },
@@ -48,7 +49,9 @@ class AccountService:
         self.hasher = hasher
         self.sessions = sessions
 
-    async def register(self, db: AsyncSession, data: UserCreate, *, role: str = "user") -> User:
+    async def register(
+        self, db: AsyncSession, data: UserCreate, *, role: str = "user", verified: bool = False
+    ) -> User:
         email = normalize_email(str(data.email))
         check_password_policy(data.password, email)
         users = UserRepository(db)
@@ -62,6 +65,7 @@ class AccountService:
             password_hash=await self.hasher.hash(data.password),
             role=role,
             is_active=True,
+            email_verified=verified,
             created_at=now,
             updated_at=now,
             password_changed_at=now,
@@ -125,13 +129,20 @@ class AccountService:
         """Create the platform admin, or promote and re-enable an existing account."""
         existing = await UserRepository(db).get_by_email(email)
         if existing is not None:
-            changed = existing.role != "admin" or not existing.is_active
+            changed = (
+                existing.role != "admin" or not existing.is_active or not existing.email_verified
+            )
             existing.role = "admin"
             existing.is_active = True
+            # Seeded by the operator: its address is taken as verified (no mail).
+            existing.email_verified = True
             if changed:
                 await OutboxRepository(db).add(user_event("user.updated", existing))
             return existing, False
         user = await self.register(
-            db, UserCreate(email=email, password=password, name=name), role="admin"
+            db,
+            UserCreate(email=email, password=password, name=name),
+            role="admin",
+            verified=True,
         )
         return user, True

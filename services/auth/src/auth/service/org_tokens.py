@@ -60,6 +60,7 @@ class OrgTokenService:
             session_id=uuid.UUID(caller.session_id),
             role=user.role,
             email=user.email,
+            email_verified=user.email_verified,
             name=user.name,
             org=OrgClaims(membership.org_id, membership.org_slug, membership.role, checked_at),
             now=utcnow(),

@@ -7,6 +7,7 @@ only over-revoke (the client logs in again), never leave an ended session usable
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from auth.config import AuthSettings
 from auth.emails import normalize_email
 from auth.errors import (
     AccountDisabled,
+    EmailNotVerified,
     InvalidCredentials,
     InvalidRefreshToken,
     RefreshTokenReused,
@@ -90,6 +92,10 @@ class SessionService:
         self.revocation_lifetime = self.access_ttl + timedelta(seconds=60)
         self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
         self.reuse_grace = timedelta(seconds=settings.refresh_reuse_interval_seconds)
+        self.require_verified_email = settings.require_verified_email
+        # Called after a successful login, before its session exists (the new-sign-in notice
+        # of auth.service.account_mail); None: nothing.
+        self.on_login: Callable[[AsyncSession, User, ClientInfo], Awaitable[None]] | None = None
 
     # Login -------------------------------------------------------------------------------
 
@@ -116,6 +122,8 @@ class SessionService:
         device_token = await self.throttle.record_success(attempt)
         if not user.is_active:
             raise AccountDisabled("This account has been disabled.")
+        if self.require_verified_email and not user.email_verified:
+            raise EmailNotVerified
         if new_hash:
             user.password_hash = new_hash
         return user, device_token
@@ -134,6 +142,8 @@ class SessionService:
             self.login_attempts.labels(outcome=exc.code).inc()
             raise
         self.login_attempts.labels(outcome="success").inc()
+        if self.on_login is not None:
+            await self.on_login(db, user, client)
         pair = await self.start_session(db, user, client)
         return LoginTokens(**pair.model_dump(), device_token=device_token)
 
@@ -172,6 +182,7 @@ class SessionService:
             session_id=session_id,
             role=user.role,
             email=user.email,
+            email_verified=user.email_verified,
             name=user.name,
             now=now,
             ttl=self.access_ttl,

@@ -29,6 +29,7 @@ from orgs.service.account_deletion import refuse_deleted_account
 from orgs.service.members import MemberView
 from orgs.service.organizations import OrgAccess
 from platform_common.clock import utcnow
+from platform_common.mail import Mailer
 from platform_common.opaque_tokens import hash_token, new_token
 from platform_common.pagination import PageParams
 from platform_common.security import Principal
@@ -46,8 +47,13 @@ class InvitationIssued:
 
 class InvitationService:
     def __init__(
-        self, db: AsyncSession, settings: OrgsSettings, user_orgs: UserOrgsInvalidation
+        self,
+        db: AsyncSession,
+        settings: OrgsSettings,
+        user_orgs: UserOrgsInvalidation,
+        mailer: Mailer | None = None,
     ) -> None:
+        self.mailer = mailer
         self.db = db
         self.invitations = InvitationRepository(db)
         self.members = MembershipRepository(db)
@@ -69,6 +75,18 @@ class InvitationService:
             expires_at=now + timedelta(days=self.settings.invitation_ttl_days),
         )
         await self.invitations.add(invitation)
+        if self.mailer is not None:
+            # Queued with the invitation: the invitee is mailed exactly when it exists.
+            await self.mailer.enqueue(
+                self.db,
+                invitation.email,
+                "org_invitation",
+                email=invitation.email,
+                org_name=access.org.name,
+                role=invitation.role,
+                expires_at=invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                link=self.mailer.link(self.settings.invitation_accept_path, token.value),
+            )
         return InvitationIssued(invitation, token.value)
 
     async def list_pending(
