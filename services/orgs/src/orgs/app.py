@@ -7,6 +7,8 @@ from fastapi import FastAPI
 
 from orgs.api import internal_router, invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
+from orgs.live import live_resources
+from orgs.live_api import router as live_router
 from platform_common.app import create_service_app
 
 DESCRIPTION = """
@@ -35,7 +37,7 @@ def create_app(
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="orgs",
         description=DESCRIPTION,
@@ -43,4 +45,9 @@ def create_app(
         internal_routers=[internal_router],
         peers={"users": settings.users_url},
         transports=transports,
+        resources=live_resources,
     )
+    # Not among `routers`: the per-request rate limit and OpenAPI are HTTP's; the socket
+    # authenticates itself (orgs.live_api).
+    app.include_router(live_router)
+    return app
