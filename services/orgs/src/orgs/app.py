@@ -28,6 +28,13 @@ description ends with what it takes (also `x-accepted-tokens`).
 Members' names and emails come from the users service over HTTP with the caller's token;
 when users cannot answer, the endpoints that need it answer 503 `dependency_unavailable`
 or 504 `dependency_timeout`. Errors are `application/problem+json` (RFC 9457).
+
+`WebSocket /api/v1/orgs/{slug}/live` (not listed below: OpenAPI describes HTTP only) sends
+each event of the org as a JSON text message to members (viewer and up), authenticated by
+the `Authorization` header or a first message `{"token": "..."}` within 5 s; it closes
+4401 (no valid token, expired, revoked), 4403 (membership ended, token not allowed),
+4404 (not a member, unknown org), 1008 (client too slow), 1011 (a dependency failed),
+1001 (the server is stopping).
 """
 
 
