@@ -460,5 +460,41 @@ async def test_a_redis_failure_closes_1011(
                 await wait_for(lambda: _connections(live, 1), within=5)
                 own.kill()
                 assert await close_code(ws, within=5) == 1011
+            # Redis back (empty, as after a restart without persistence; auth writes the
+            # epoch again): the reader reconnects by itself and new sockets get events.
+            own.start()
+            await flush_redis(own.url)
+            async with live.connect(org["slug"], owner.token) as ws:
+                await wait_for(lambda: _connections(live, 1), within=5)
+                own_redis = Redis.from_url(own.url, decode_responses=True)
+                try:
+                    added = event("member.added", org["id"])
+                    deadline = time.monotonic() + 10
+                    while True:
+                        await publish(own_redis, added)
+                        with contextlib.suppress(TimeoutError):
+                            assert await receive_json(ws, within=0.5) == added
+                            break
+                        assert time.monotonic() < deadline, "the reader did not come back"
+                finally:
+                    await own_redis.aclose()
     finally:
         own.kill()
+
+
+async def test_org_deleted_closes_every_socket_of_the_org_4403(
+    serve: Serve, people: People, redis: Redis
+) -> None:
+    async with serve(live_membership_check_seconds=60) as live:
+        org, owner, members = await org_with(live, people, viewer="viewer")
+        async with (
+            live.connect(org["slug"], owner.token) as a,
+            live.connect(org["slug"], members["viewer"].token) as b,
+        ):
+            await wait_for(lambda: _connections(live, 2), within=5)
+            deleted = event("org.deleted", org["id"], slug=org["slug"])
+            deleted["target"] = {"type": "org", "id": org["id"]}
+            await publish(redis, deleted)
+            for ws in (a, b):
+                assert await receive_json(ws) == deleted
+                assert await close_code(ws, within=1) == 4403

@@ -304,8 +304,8 @@ def _chain_drain_on_signals(hub: LiveHub) -> Callable[[], None]:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(signum)
-        if not callable(previous):
-            continue
+        if not callable(previous) or previous is signal.default_int_handler:
+            continue  # no server's handler to go before (Python's own Ctrl-C stays as it is)
 
         def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
             async def drain_then_stop() -> None:
