@@ -49,6 +49,10 @@ KNOWN_METRICS = {
     "db_pool_size",
     "db_pool_connections_in_use",
     "db_pool_waiting_requests",
+    # orgs' live socket (services/orgs/src/orgs/live.py)
+    "live_connections",
+    "live_messages_sent_total",
+    "live_closed_total",
     # the chart's SLO recording rules (templates/_slo.tpl)
     "identity_platform:slo_errors:ratio_rate1h",
     "identity_platform:slo_errors:ratio_rate5m",

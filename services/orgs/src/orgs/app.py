@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from orgs.api import internal_router, invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
+from orgs.live import live_resources
+from orgs.live_api import router as live_router
 from orgs.models import MailOutbox
 from platform_common.app import create_service_app
 from platform_common.mail import Mailer, MailSender, MailTemplates
@@ -33,6 +35,13 @@ description ends with what it takes (also `x-accepted-tokens`).
 Members' names and emails come from the users service over HTTP with the caller's token;
 when users cannot answer, the endpoints that need it answer 503 `dependency_unavailable`
 or 504 `dependency_timeout`. Errors are `application/problem+json` (RFC 9457).
+
+`WebSocket /api/v1/orgs/{slug}/live` (not listed below: OpenAPI describes HTTP only) sends
+each event of the org as a JSON text message to members (viewer and up), authenticated by
+the `Authorization` header or a first message `{"token": "..."}` within 5 s; it closes
+4401 (no valid token, expired, revoked), 4403 (membership ended, token not allowed),
+4404 (not a member, unknown org), 1008 (client too slow), 1011 (a dependency failed),
+1001 (the server is stopping).
 """
 
 
@@ -57,7 +66,8 @@ def create_app(
         )
         task = asyncio.create_task(sender.run_forever()) if run_mail_sender else None
         try:
-            yield
+            async with live_resources(app):
+                yield
         finally:
             if task is not None:
                 task.cancel()
@@ -65,7 +75,7 @@ def create_app(
                     await task
             await sender.aclose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="orgs",
         description=DESCRIPTION,
@@ -75,3 +85,7 @@ def create_app(
         transports=transports,
         resources=resources,
     )
+    # Not among `routers`: the per-request rate limit and OpenAPI are HTTP's; the socket
+    # authenticates itself (orgs.live_api).
+    app.include_router(live_router)
+    return app

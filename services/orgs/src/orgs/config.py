@@ -23,6 +23,15 @@ class OrgsSettings(ServiceSettings, MailSettings):
     # The invitee is mailed ORGS_MAIL_LINK_BASE_URL + this path + ?token=<invitation token>.
     invitation_accept_path: str = "/accept-invitation"
 
+    # The live socket (orgs.live_api): how long a browser has to send its {"token": ...},
+    # how often the token is checked again (expiry, revocation) and the membership (a
+    # fallback for a missed member.removed event), and how many events may wait for a
+    # client before it is dropped as too slow.
+    live_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    live_token_check_seconds: float = Field(default=1.0, gt=0, le=5)
+    live_membership_check_seconds: float = Field(default=5.0, gt=0, le=300)
+    live_send_queue: int = Field(default=256, ge=1, le=100_000)
+
 
 @lru_cache
 def get_settings() -> OrgsSettings:
