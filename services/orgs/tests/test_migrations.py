@@ -21,7 +21,15 @@ from orgs.models import Base, Membership, Organization
 from platform_common import migrations
 from platform_testing import Backends
 
-TABLES = {"organizations", "memberships", "invitations"}
+TABLES = {
+    "organizations",
+    "memberships",
+    "invitations",
+    "events",
+    "webhooks",
+    "webhook_messages",
+    "webhook_deliveries",
+}
 
 
 def _tables(connection: Connection) -> set[str]:
