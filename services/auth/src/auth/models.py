@@ -11,6 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from platform_common.clock import utcnow
+from platform_common.events import EventRecordMixin
 from platform_common.models import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
@@ -109,3 +110,9 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class EventRecord(EventRecordMixin, Base):
+    """auth's security events: relayed to `events:auth`, served as the auth audit log."""
+
+    __tablename__ = "events"
