@@ -41,6 +41,7 @@ def upgrade() -> None:
     op.create_index('ix_events_data_user_id', 'events', [sa.literal_column("(data ->> 'user_id')"), sa.literal_column('occurred_at DESC')], unique=False)
     op.create_index('ix_events_org_id_occurred_at_id', 'events', ['org_id', sa.literal_column('occurred_at DESC'), sa.literal_column('id DESC')], unique=False)
     op.create_index('ix_events_target_id_occurred_at', 'events', ['target_id', sa.literal_column('occurred_at DESC')], unique=False)
+    op.create_index('ix_events_org_id_type_occurred_at', 'events', ['org_id', 'type', sa.literal_column('occurred_at DESC')], unique=False)
     op.create_index('ix_events_type_occurred_at', 'events', ['type', sa.literal_column('occurred_at DESC')], unique=False)
     op.create_index('ix_events_unrelayed', 'events', ['occurred_at'], unique=False, postgresql_where=sa.text('relayed_at IS NULL'))
     op.create_table('webhooks',
@@ -108,6 +109,7 @@ def downgrade() -> None:
     op.drop_table('webhooks')
     op.drop_index('ix_events_unrelayed', table_name='events', postgresql_where=sa.text('relayed_at IS NULL'))
     op.drop_index('ix_events_type_occurred_at', table_name='events')
+    op.drop_index('ix_events_org_id_type_occurred_at', table_name='events')
     op.drop_index('ix_events_target_id_occurred_at', table_name='events')
     op.drop_index('ix_events_org_id_occurred_at_id', table_name='events')
     op.drop_index('ix_events_occurred_at', table_name='events')
