@@ -41,6 +41,9 @@ FAST = {
     "webhooks_poll_seconds": 0.1,
     "events_poll_seconds": 0.1,
     "webhooks_timeout_seconds": 0.5,
+    # An app stopped mid-read leaves its entries pending; later events wait (in order)
+    # until another consumer takes them over.
+    "webhooks_claim_idle_seconds": 1.0,
 }
 
 

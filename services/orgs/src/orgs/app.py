@@ -77,6 +77,7 @@ def create_app(
         try:
             yield
         finally:
+            await worker.stop()
             for task in tasks:
                 task.cancel()
             if tasks:

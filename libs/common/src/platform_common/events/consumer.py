@@ -50,7 +50,7 @@ class StreamConsumer:
         name: str,
         handler: Handler,
         claim_idle_seconds: float = 30.0,
-        block_ms: int = 500,
+        block_ms: int = 250,
         count: int = 50,
     ) -> None:
         self.redis = redis
@@ -62,6 +62,12 @@ class StreamConsumer:
         self.block_ms = block_ms
         self.count = count
         self._group_ready = False
+        self.stopping = False
+
+    def stop(self) -> None:
+        """Finish the round under way (its entries handled and acknowledged), then return
+        from `run_forever`: a graceful shutdown leaves nothing pending for others to claim."""
+        self.stopping = True
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if needed, reading from the stream's start."""
@@ -144,7 +150,7 @@ class StreamConsumer:
         return str(summary["min"])
 
     async def run_forever(self, error_pause: float = 1.0) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await self.run_once()
             except asyncio.CancelledError:

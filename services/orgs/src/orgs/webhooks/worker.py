@@ -149,6 +149,7 @@ class WebhookWorker:
         )
         self._wake = asyncio.Event()
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._consumer_task: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
         for task in list(self._inflight.values()):
@@ -446,8 +447,16 @@ class WebhookWorker:
                 logger.exception("webhooks: sender round failed; retrying")
             await wait_or_timeout(self._wake, self.settings.webhooks_poll_seconds)
 
+    async def stop(self, grace_seconds: float = 3.0) -> None:
+        """Let the consumer finish its round (so that no entry it read stays pending until
+        another replica claims it), within `grace_seconds`."""
+        self.consumer.stop()
+        if self._consumer_task is not None:
+            await asyncio.wait([self._consumer_task], timeout=grace_seconds)
+
     async def run_forever(self) -> None:
         consumer = asyncio.create_task(self.consumer.run_forever())
+        self._consumer_task = consumer
         try:
             await self.run_sender()
         finally:
