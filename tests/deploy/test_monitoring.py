@@ -53,6 +53,15 @@ KNOWN_METRICS = {
     "live_connections",
     "live_messages_sent_total",
     "live_closed_total",
+    # events and webhooks (libs/common/src/platform_common/events/relay.py,
+    # services/orgs/src/orgs/webhooks/worker.py)
+    "events_relayed_total",
+    "events_stream_lag_seconds",
+    "webhook_deliveries_total",
+    "webhook_delivery_duration_seconds_bucket",
+    "webhook_delivery_duration_seconds_count",
+    "webhook_delivery_latency_seconds_bucket",
+    "webhooks_disabled_total",
     # the chart's SLO recording rules (templates/_slo.tpl)
     "identity_platform:slo_errors:ratio_rate1h",
     "identity_platform:slo_errors:ratio_rate5m",

@@ -122,6 +122,15 @@ def drive_traffic(api: httpx.Client, accounts: Accounts, platform: Any) -> None:
     slug = f"dash-{owner.id[:8]}"
     created = api.post("/api/v1/orgs", json={"name": "Dash", "slug": slug}, headers=owner.auth)
     assert created.status_code == 201, created.text
+    # A webhook to a closed local port: every change of the org is an attempt that fails
+    # (the webhook panels' deliveries and durations); private destinations are allowed in
+    # development, which the stack runs as.
+    hook = api.post(
+        f"/api/v1/orgs/{slug}/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["*"]},
+        headers=owner.auth,
+    )
+    assert hook.status_code == 201, hook.text
     for other in people[1:]:
         added = api.post(
             f"/api/v1/orgs/{slug}/members",

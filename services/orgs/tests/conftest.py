@@ -159,6 +159,8 @@ async def make_client(
         engine.url.render_as_string(hide_password=False),
         backends.redis_url,
         users_url="http://users.test",
+        # Test receivers listen on 127.0.0.1; the SSRF tests turn this off.
+        webhooks_allow_private=True,
     )
     transports = {
         "jwks": jwks_transport(token_factory),
@@ -199,7 +201,7 @@ class OrgsApi:
         body = {"email": email, "role": role}
         return await self._create(f"/api/v1/orgs/{slug}/invitations", body, by)
 
-    async def _create(self, path: str, body: dict[str, str], by: Caller) -> dict[str, Any]:
+    async def _create(self, path: str, body: dict[str, Any], by: Caller) -> dict[str, Any]:
         response = await self.client.post(path, json=body, headers=by.headers)
         assert response.status_code == 201, response.text
         created: dict[str, Any] = response.json()
@@ -231,6 +233,7 @@ class OrgWorld:
     newcomer: Caller  # known to users, in no org: someone to add
     invitation_id: str
     invitation_token: str  # addressed to the outsider's email
+    webhook_id: str  # a webhook of the org (to a closed local port, for a rare event)
 
     def caller(self, name: str) -> Caller | None:
         """A caller by position; None for "anonymous"."""
@@ -248,6 +251,11 @@ async def world(api: OrgsApi, people: People) -> OrgWorld:
     for who, role in ((admin, "admin"), (member, "member"), (viewer, "viewer")):
         await api.add_member(org["slug"], owner, who, role)
     invitation = await api.invite(org["slug"], owner, outsider.email)
+    webhook = await api._create(
+        f"/api/v1/orgs/{org['slug']}/webhooks",
+        {"url": "http://127.0.0.1:9/hook", "events": ["webhook.disabled"]},
+        owner,
+    )
     people.users.calls.clear()
     return OrgWorld(
         slug=org["slug"],
@@ -260,4 +268,5 @@ async def world(api: OrgsApi, people: People) -> OrgWorld:
         newcomer=newcomer,
         invitation_id=invitation["id"],
         invitation_token=invitation["token"],
+        webhook_id=webhook["id"],
     )

@@ -55,6 +55,20 @@ MATRIX: tuple[Row, ...] = (
     ),
     # Addressed to the outsider: everyone else's email differs (403 email_mismatch).
     Row("POST", "/api/v1/orgs/invitations/{token}/accept", (403, 403, 403, 403, 201, 403, 401)),
+    # The audit log and webhooks: admin+ (`audit:read`, `webhooks:write`).
+    Row("GET", "/api/v1/orgs/{slug}/audit-log", (200, 200, 403, 403, 404, 200, 401)),
+    Row("POST", "/api/v1/orgs/{slug}/webhooks", (201, 201, 403, 403, 404, 201, 401)),
+    Row("GET", "/api/v1/orgs/{slug}/webhooks", (200, 200, 403, 403, 404, 200, 401)),
+    Row(
+        "DELETE",
+        "/api/v1/orgs/{slug}/webhooks/{webhook_id}",
+        (204, 204, 403, 403, 404, 204, 401),
+    ),
+    Row(
+        "GET",
+        "/api/v1/orgs/{slug}/webhooks/{webhook_id}/deliveries",
+        (200, 200, 403, 403, 404, 200, 401),
+    ),
 )
 
 # What the endpoints that take a body are sent, given the OrgWorld.
@@ -70,6 +84,10 @@ BODIES: dict[tuple[str, str], Callable[[OrgWorld], dict[str, Any]]] = {
         "email": "someone@example.com",
         "role": "member",
     },
+    ("POST", "/api/v1/orgs/{slug}/webhooks"): lambda w: {
+        "url": "http://127.0.0.1:9/hook",
+        "events": ["member.added"],
+    },
 }
 
 EXPECTED_CODES = {401: "not_authenticated", 403: None, 404: "not_found"}
@@ -81,6 +99,7 @@ def _fill(path: str, world: OrgWorld) -> str:
         user_id=world.viewer.id,
         invitation_id=world.invitation_id,
         token=world.invitation_token,
+        webhook_id=world.webhook_id,
     )
 
 
@@ -127,4 +146,4 @@ async def test_every_route_has_a_row(make_client: ClientFactory) -> None:
     assert rows - routes == set(), "rows in MATRIX for endpoints that do not exist"
     assert BODIES.keys() <= rows, "bodies for endpoints that do not exist"
     assert all(len(row.statuses) == len(CALLERS) for row in MATRIX)
-    assert len(routes) == 13
+    assert len(routes) == 18

@@ -21,7 +21,17 @@ from orgs.models import Base, Membership, Organization
 from platform_common import migrations
 from platform_testing import Backends
 
-TABLES = {"organizations", "memberships", "invitations", "deleted_users", "mail_outbox"}
+TABLES = {
+    "organizations",
+    "memberships",
+    "invitations",
+    "deleted_users",
+    "mail_outbox",
+    "events",
+    "webhooks",
+    "webhook_messages",
+    "webhook_deliveries",
+}
 
 
 def _tables(connection: Connection) -> set[str]:

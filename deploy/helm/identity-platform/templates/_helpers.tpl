@@ -123,7 +123,14 @@ orgs:
   (printf "%s_RATE_LIMIT_SERVICE" $p) $v.rateLimits.service
   (printf "%s_REQUEST_TIMEOUT_SECONDS" $p) (toString $v.requestTimeoutSeconds)
   (printf "%s_MAX_REQUESTS_IN_FLIGHT" $p) (toString $v.maxRequestsInFlight)
+  (printf "%s_EVENTS_STREAM_MAXLEN" $p) (toString $v.events.streamMaxLen)
+  (printf "%s_EVENTS_RETENTION_DAYS" $p) (toString $v.events.retentionDays)
 -}}
+{{- if eq .name "orgs" }}
+{{- $_ := set $data "ORGS_WEBHOOKS_ALLOW_PRIVATE" (toString $v.webhooks.allowPrivate) }}
+{{- $_ := set $data "ORGS_WEBHOOKS_TIMEOUT_SECONDS" (toString $v.webhooks.timeoutSeconds) }}
+{{- $_ := set $data "ORGS_WEBHOOKS_RETRY_PERIOD_SECONDS" (toString $v.webhooks.retryPeriodSeconds) }}
+{{- end }}
 {{- if ne .name "auth" }}
 {{- $_ := set $data (printf "%s_JWKS_URL" $p) (printf "%s/api/v1/auth/jwks.json" (include "identity-platform.serviceUrl" (dict "root" $root "name" "auth"))) }}
 {{- else }}

@@ -30,9 +30,11 @@ from platform_common.errors import send_problem
 from platform_common.request_context import (
     RATE_LIMIT_HEADERS,
     REQUEST_ID_HEADER,
+    bind_client,
     bind_request,
     is_safe_request_id,
     loggable_path,
+    unbind_client,
     unbind_request,
 )
 
@@ -90,6 +92,7 @@ class EdgeMiddleware:
                 declared = int(value) if value.isdigit() else 0
         request_id = incoming if incoming and is_safe_request_id(incoming) else uuid.uuid4().hex
         tokens = bind_request(request_id, authorization)
+        client_token = bind_client(scope)
         started_at = time.perf_counter()
         status = 500  # what the client gets if nothing starts a response
         response_started = False
@@ -154,6 +157,7 @@ class EdgeMiddleware:
                     (time.perf_counter() - started_at) * 1000,
                 )
             unbind_request(tokens)
+            unbind_client(client_token)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         await send_problem(

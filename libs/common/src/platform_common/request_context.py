@@ -22,6 +22,9 @@ RATE_LIMIT_HEADERS = "platform.rate_limit_headers"
 REQUEST_ID_HEADER = "X-Request-ID"
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _authorization: ContextVar[str | None] = ContextVar("authorization", default=None)
+# The request's ASGI scope, for what is worked out only when needed (an event's client
+# address and user agent: platform_common.events).
+_scope: ContextVar[Scope | None] = ContextVar("scope", default=None)
 # Only ids that are safe to log and echo: bounded length, no control characters.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
@@ -59,3 +62,35 @@ def loggable_path(scope: Scope) -> str:
         for segment in scope["path"].split("/")
     ]
     return repr("/".join(segments))[1:-1]
+
+
+def bind_client(scope: Scope) -> Token[Scope | None]:
+    return _scope.set(scope)
+
+
+def unbind_client(token: Token[Scope | None]) -> None:
+    _scope.reset(token)
+
+
+def current_client() -> tuple[str | None, str | None]:
+    """The current request's client address (platform_common.client_address, with the
+    app's trusted proxies) and User-Agent; (None, None) outside a request."""
+    scope = _scope.get()
+    if scope is None:
+        return None, None
+    from platform_common.client_address import client_address
+    from platform_common.state import platform_state
+
+    user_agent: str | None = None
+    forwarded: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
+    peer = scope.get("client")
+    try:
+        proxies = platform_state(scope["app"]).settings.trusted_proxies
+    except (KeyError, AttributeError):
+        proxies = []
+    return client_address(peer[0] if peer else None, forwarded, proxies), user_agent

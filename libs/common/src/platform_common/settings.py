@@ -92,6 +92,14 @@ class ServiceSettings(BaseSettings):
     rate_limit_admin: str = "3000/minute"
     rate_limit_service: str = "30000/minute"
 
+    # Events (platform_common.events): the relay's stream cap (XADD MAXLEN ~), its polling
+    # fallback, and how long events stay in the audit log before the purge removes them.
+    events_stream_maxlen: int = Field(default=100_000, ge=100)
+    events_poll_seconds: float = Field(default=1.0, gt=0)
+    events_retention_days: float = Field(default=90, gt=0)
+    events_purge_interval_seconds: float = Field(default=3600, gt=0)
+    events_relay_enabled: bool = True
+
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
     # "json": one JSON object per line (level, service, request id, trace and span ids),

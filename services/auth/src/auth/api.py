@@ -50,8 +50,14 @@ from auth.schemas import (
     UserRead,
 )
 from platform_common.db import SessionDep
+from platform_common.events import Actor
 from platform_common.pagination import Page, PageParamsDep
-from platform_common.security import CurrentSessionUser, InvalidToken, require_admin
+from platform_common.security import (
+    CurrentSessionUser,
+    InvalidToken,
+    RequireAdmin,
+    require_admin,
+)
 from platform_common.state import PlatformStateDep
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -358,13 +364,17 @@ ACCOUNT_STATE_ROUTE: dict[str, Any] = {
     **ACCOUNT_STATE_ROUTE,
     responses={409: {"description": "`last_admin`: the last active platform admin"}},
 )
-async def disable_user(user_id: uuid.UUID, db: SessionDep, accounts: AccountServiceDep) -> None:
-    await accounts.set_active(db, user_id, active=False)
+async def disable_user(
+    user_id: uuid.UUID, admin: RequireAdmin, db: SessionDep, accounts: AccountServiceDep
+) -> None:
+    await accounts.set_active(db, user_id, active=False, actor=Actor.user(admin.user_id))
 
 
 @router.post("/users/{user_id}/enable", **ACCOUNT_STATE_ROUTE)
-async def enable_user(user_id: uuid.UUID, db: SessionDep, accounts: AccountServiceDep) -> None:
-    await accounts.set_active(db, user_id, active=True)
+async def enable_user(
+    user_id: uuid.UUID, admin: RequireAdmin, db: SessionDep, accounts: AccountServiceDep
+) -> None:
+    await accounts.set_active(db, user_id, active=True, actor=Actor.user(admin.user_id))
 
 
 @router.get("/jwks.json", tags=["keys"])

@@ -12,12 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.api import internal_router, router
 from auth.api_mail import router as mail_router
+from auth.audit_api import audit_router
 from auth.clients.orgs import OrgsClient
 from auth.clients.users import UsersClient
 from auth.config import AuthSettings, get_settings
 from auth.forgot_throttle import ForgotThrottle
 from auth.keys import KeyRing
-from auth.models import MailOutbox
+from auth.models import EventRecord, MailOutbox
 from auth.oauth2 import oauth_error
 from auth.outbox import OutboxRelay
 from auth.passwords import PasswordHasher
@@ -36,6 +37,7 @@ from auth.throttle import LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.app import create_service_app
 from platform_common.error_handlers import http_exception_handler, problem_error_handler
+from platform_common.events import EventRelay
 from platform_common.mail import Mailer, MailSender, MailTemplates
 from platform_common.rate_limit import RateLimitExceeded
 from platform_common.security import StaticKeySource
@@ -159,9 +161,30 @@ def create_app(
         )
         keeper_task = asyncio.create_task(keeper.run_forever()) if keeper is not None else None
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None
+        # Security events: auth's events table -> events:auth (platform_common.events).
+        relay = EventRelay(
+            platform.sessionmaker,
+            platform.redis,
+            EventRecord,
+            service="auth",
+            stream_maxlen=settings.events_stream_maxlen,
+            poll_seconds=settings.events_poll_seconds,
+            retention_days=settings.events_retention_days,
+            purge_interval_seconds=settings.events_purge_interval_seconds,
+            registry=platform.metrics_registry,
+        )
+        app.state.event_relay = relay
+        relay_task = (
+            asyncio.create_task(relay.run_forever())
+            if run_outbox and settings.events_relay_enabled
+            else None
+        )
         try:
             yield
         finally:
+            if relay_task is not None:
+                relay_task.cancel()
+                await asyncio.wait([relay_task], timeout=5)
             if keeper is not None and keeper_task is not None:
                 keeper_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -181,7 +204,7 @@ def create_app(
         settings,
         title="auth",
         description=DESCRIPTION,
-        routers=[router, mail_router],
+        routers=[router, mail_router, audit_router],
         internal_routers=[internal_router],
         peers={"users": settings.users_url, "orgs": settings.orgs_url},
         resources=resources,

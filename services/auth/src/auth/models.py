@@ -11,6 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from platform_common.clock import utcnow
+from platform_common.events import EventRecordMixin
 from platform_common.mail import MailOutboxMixin
 from platform_common.models import (
     NAMING_CONVENTION,
@@ -143,3 +144,9 @@ class MailOutbox(MailOutboxMixin, Base):
     """Mails waiting to be sent (platform_common.mail)."""
 
     __tablename__ = "mail_outbox"
+
+
+class EventRecord(EventRecordMixin, Base):
+    """auth's security events: relayed to `events:auth`, served as the auth audit log."""
+
+    __tablename__ = "events"

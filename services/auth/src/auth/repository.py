@@ -191,13 +191,15 @@ class PersonalAccessTokenRepository(Repository[PersonalAccessToken]):
         )
         return len(result.all())
 
-    async def delete_by_hash(self, token_hash: str) -> bool:
-        deleted = await self.session.scalar(
+    async def delete_by_hash(self, token_hash: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+        """Delete the token with this hash; its (id, user id), or None when there is none."""
+        result = await self.session.execute(
             delete(PersonalAccessToken)
             .where(PersonalAccessToken.token_hash == token_hash)
-            .returning(PersonalAccessToken.id)
+            .returning(PersonalAccessToken.id, PersonalAccessToken.user_id)
         )
-        return deleted is not None
+        row = result.one_or_none()
+        return (row[0], row[1]) if row is not None else None
 
     async def touch(self, token_id: uuid.UUID, now: datetime, not_since: datetime) -> None:
         """Record a use, unless one was recorded after `not_since` (at most once a minute)."""

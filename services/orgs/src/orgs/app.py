@@ -11,10 +11,13 @@ from fastapi import FastAPI
 
 from orgs.api import internal_router, invitations_router, members_router, router
 from orgs.config import OrgsSettings, get_settings
+from orgs.events_api import events_router
 from orgs.live import live_resources
 from orgs.live_api import router as live_router
-from orgs.models import MailOutbox
+from orgs.models import EventRecord, MailOutbox
+from orgs.webhooks.worker import WebhookWorker
 from platform_common.app import create_service_app
+from platform_common.events import EventRelay
 from platform_common.mail import Mailer, MailSender, MailTemplates
 from platform_common.state import platform_state
 
@@ -56,6 +59,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
         # Invitation mails: queued with the invitation, sent by this process' sender.
+        assert settings is not None
         platform = platform_state(app)
         sender = MailSender(
             platform.sessionmaker, MailOutbox, settings, registry=platform.metrics_registry
@@ -64,26 +68,54 @@ def create_app(
         app.state.mailer = Mailer(
             MailOutbox, MailTemplates(settings.mail_link_base_url), sender.wake
         )
-        task = asyncio.create_task(sender.run_forever()) if run_mail_sender else None
+        # Events: the relay (events table -> events:orgs) and the webhook delivery worker.
+        relay = EventRelay(
+            platform.sessionmaker,
+            platform.redis,
+            EventRecord,
+            service="orgs",
+            stream_maxlen=settings.events_stream_maxlen,
+            poll_seconds=settings.events_poll_seconds,
+            retention_days=settings.events_retention_days,
+            purge_interval_seconds=settings.events_purge_interval_seconds,
+            registry=platform.metrics_registry,
+        )
+        worker = WebhookWorker(
+            platform.sessionmaker,
+            platform.redis,
+            settings,
+            registry=platform.metrics_registry,
+            transport=(transports or {}).get("webhooks"),
+        )
+        app.state.event_relay, app.state.webhook_worker = relay, worker
+        tasks = []
+        if run_mail_sender:
+            tasks.append(asyncio.create_task(sender.run_forever()))
+        if settings.events_relay_enabled:
+            tasks.append(asyncio.create_task(relay.run_forever()))
+        if settings.webhooks_worker_enabled:
+            tasks.append(asyncio.create_task(worker.run_forever()))
         try:
             async with live_resources(app):
                 yield
         finally:
-            if task is not None:
+            await worker.stop()
+            for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
+            await worker.aclose()
             await sender.aclose()
 
     app = create_service_app(
         settings,
         title="orgs",
         description=DESCRIPTION,
-        routers=[router, members_router, invitations_router],
+        routers=[router, members_router, invitations_router, events_router],
         internal_routers=[internal_router],
         peers={"users": settings.users_url},
-        transports=transports,
         resources=resources,
+        transports=transports,
     )
     # Not among `routers`: the per-request rate limit and OpenAPI are HTTP's; the socket
     # authenticates itself (orgs.live_api).

@@ -32,6 +32,27 @@ class OrgsSettings(ServiceSettings, MailSettings):
     live_membership_check_seconds: float = Field(default=5.0, gt=0, le=300)
     live_send_queue: int = Field(default=256, ge=1, le=100_000)
 
+    # Webhooks (orgs.webhooks). Destinations resolving to private, loopback, link-local or
+    # reserved addresses are refused unless allowed; unset: allowed in development only.
+    webhooks_allow_private: bool | None = None
+    webhooks_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retries with exponential back-off (base * 2^n, capped, with jitter) for this long;
+    # then the delivery is given up and the endpoint disabled (a webhook.disabled event).
+    webhooks_retry_period_seconds: float = Field(default=86_400, gt=0)
+    webhooks_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    webhooks_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    # A delivery worker's stream entries left unacknowledged this long are taken over.
+    webhooks_claim_idle_seconds: float = Field(default=30.0, gt=0)
+    webhooks_poll_seconds: float = Field(default=1.0, gt=0)
+    webhooks_concurrency: int = Field(default=8, ge=1, le=100)
+    webhooks_worker_enabled: bool = True
+
+    @property
+    def webhooks_private_allowed(self) -> bool:
+        if self.webhooks_allow_private is None:
+            return self.environment == "development"
+        return self.webhooks_allow_private
+
 
 @lru_cache
 def get_settings() -> OrgsSettings:

@@ -16,7 +16,7 @@ Gone (410)          InvitationExpired `invitation_expired`, InvitationRevoked
 
 from __future__ import annotations
 
-from platform_common.errors import Conflict, Forbidden, Gone, NotFound
+from platform_common.errors import Conflict, Forbidden, Gone, NotFound, ProblemError
 
 
 class OrgNotFound(
@@ -70,3 +70,13 @@ class InvitationRevoked(Gone, code="invitation_revoked", title="Invitation revok
 
 
 class InvitationUsed(Gone, code="invitation_used", title="Invitation already used"): ...
+
+
+class WebhookNotFound(NotFound, code="webhook_not_found", title="Webhook not found"): ...
+
+
+class WebhookUrlRefused(
+    ProblemError, status=422, code="webhook_url_refused", title="Webhook URL refused"
+):
+    """The URL is not http(s), cannot be resolved, or resolves to a private, loopback,
+    link-local or reserved address (ORGS_WEBHOOKS_ALLOW_PRIVATE)."""

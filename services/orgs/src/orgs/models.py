@@ -12,11 +12,23 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orgs.roles import ROLE_VALUES
 from platform_common.clock import utcnow
+from platform_common.events import EventRecordMixin
 from platform_common.mail import MailOutboxMixin
 from platform_common.models import (
     NAMING_CONVENTION,
@@ -92,3 +104,80 @@ class MailOutbox(MailOutboxMixin, Base):
     """Mails waiting to be sent (platform_common.mail): invitations."""
 
     __tablename__ = "mail_outbox"
+
+
+class EventRecord(EventRecordMixin, Base):
+    """orgs' events: the outbox relayed to `events:orgs` and the orgs' audit log."""
+
+    __tablename__ = "events"
+
+
+class Webhook(UUIDPrimaryKey, Base):
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_org_id_created_at", "org_id", "created_at"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    # Event types, or ["*"] for every type.
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    # `whsec_` + base64: the signing key, needed in the clear to sign each delivery.
+    secret: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class WebhookMessage(UUIDPrimaryKey, Base):
+    """One event for one endpoint: the delivery queue. Sent in the stream's order per
+    endpoint (`stream_ms`, `stream_seq`: the entry's id on `events:orgs`)."""
+
+    __tablename__ = "webhook_messages"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id"),
+        Index(
+            "ix_webhook_messages_pending",
+            "webhook_id",
+            "stream_ms",
+            "stream_seq",
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    org_id: Mapped[uuid.UUID]
+    event_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(64))
+    # The exact body sent (and signed) on every attempt.
+    payload: Mapped[str] = mapped_column(Text)
+    stream_ms: Mapped[int] = mapped_column(BigInteger)
+    stream_seq: Mapped[int] = mapped_column(BigInteger)
+    # pending | succeeded | failed (given up, or the endpoint was disabled or deleted)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(UUIDPrimaryKey, Base):
+    """One attempt to deliver a message (what `GET .../deliveries` lists)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
+    )
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_messages.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the next attempt is due; null when this one succeeded or was the last.
+    next_attempt_at: Mapped[datetime | None]

@@ -203,6 +203,10 @@ class InvitationRepository(_OrgsRepository[Invitation]):
         await self.session.flush()
         return invitation
 
+    async def org_slug(self, org_id: uuid.UUID) -> str | None:
+        statement = select(Organization.slug).where(Organization.id == org_id)
+        return await self.one_or_none(statement)
+
     async def list_pending(
         self, org_id: uuid.UUID, now: datetime, *, offset: int, limit: int
     ) -> tuple[list[Invitation], int]:

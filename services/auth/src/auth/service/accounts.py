@@ -19,6 +19,7 @@ from auth.errors import (
     UserNotFound,
     WrongPassword,
 )
+from auth.events import Actor, record_user_event
 from auth.models import OutboxEvent, User
 from auth.passwords import PasswordHasher, check_password_policy
 from auth.repository import OutboxRepository, UserRepository
@@ -76,6 +77,7 @@ class AccountService:
             async with db.begin_nested():
                 await users.add(user)
                 await OutboxRepository(db).add(user_event("user.registered", user))
+                record_user_event(db, "user.registered", user.id, email=user.email, role=role)
         except IntegrityError as exc:
             raise EmailTaken("An account with this email already exists.") from exc
         return user
@@ -97,11 +99,14 @@ class AccountService:
         check_password_policy(new_password, user.email)
         user.password_hash = await self.hasher.hash(new_password)
         user.password_changed_at = utcnow()
+        record_user_event(db, "password.changed", user.id)
         await self.sessions.end_sessions(
             db, user.id, reason="password_changed", keep=current_session
         )
 
-    async def set_active(self, db: AsyncSession, user_id: uuid.UUID, active: bool) -> User:
+    async def set_active(
+        self, db: AsyncSession, user_id: uuid.UUID, active: bool, *, actor: Actor | None = None
+    ) -> User:
         users = UserRepository(db)
         if not active:
             await users.lock_admin_changes()
@@ -119,8 +124,10 @@ class AccountService:
             await OutboxRepository(db).add(
                 user_event("user.enabled" if active else "user.disabled", user)
             )
+            kind = "user.enabled" if active else "user.disabled"
+            record_user_event(db, kind, user.id, actor=actor or Actor.system(), email=user.email)
         if not active:
-            await self.sessions.end_sessions(db, user.id, reason="disabled")
+            await self.sessions.end_sessions(db, user.id, reason="disabled", actor=actor)
         return user
 
     async def ensure_admin(

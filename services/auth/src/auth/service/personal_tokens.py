@@ -13,10 +13,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import PersonalTokenNotFound
+from auth.events import Actor, Target, record_event
 from auth.models import PersonalAccessToken
 from auth.repository import PersonalAccessTokenRepository
 from auth.schemas import PersonalTokenCreate, PersonalTokenCreated, StandInToken
@@ -50,6 +52,7 @@ class PersonalTokenService:
             expires_at=now + timedelta(days=data.expires_in_days),
         )
         await PersonalAccessTokenRepository(db).add(token)
+        record_token_event(db, "token.created", token.id, user_id, name=token.name, scopes=scopes)
         return PersonalTokenCreated(
             id=token.id,
             name=token.name,
@@ -69,10 +72,16 @@ class PersonalTokenService:
     async def delete(self, db: AsyncSession, user_id: uuid.UUID, token_id: uuid.UUID) -> None:
         if not await PersonalAccessTokenRepository(db).delete_for_user(user_id, token_id):
             raise PersonalTokenNotFound("No such personal access token.")
+        record_token_event(db, "token.deleted", token_id, user_id)
 
     async def revoke(self, db: AsyncSession, token: str) -> bool:
         """Delete the PAT whose secret this is (RFC 7009: by whoever holds it)."""
-        return await PersonalAccessTokenRepository(db).delete_by_hash(hash_token(token))
+        deleted = await PersonalAccessTokenRepository(db).delete_by_hash(hash_token(token))
+        if deleted is None:
+            return False
+        token_id, user_id = deleted
+        record_token_event(db, "token.deleted", token_id, user_id, revoked=True)
+        return True
 
     async def find(self, db: AsyncSession, token: str) -> PersonalAccessToken | None:
         """The live PAT whose secret this is (for introspection)."""
@@ -103,3 +112,15 @@ class PersonalTokenService:
             ttl=ttl,
         )
         return StandInToken(access_token=stand_in, expires_in=max(1, int(ttl.total_seconds())))
+
+
+def record_token_event(
+    db: AsyncSession, type: str, token_id: uuid.UUID, user_id: uuid.UUID, **data: Any
+) -> None:
+    record_event(
+        db,
+        type=type,
+        actor=Actor.user(user_id),
+        target=Target(type="token", id=str(token_id)),
+        data={"user_id": str(user_id), **data},
+    )

@@ -6,6 +6,7 @@ only over-revoke (the client logs in again), never leave an ended session usable
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ from auth.errors import (
     RefreshTokenReused,
     SessionNotFound,
 )
+from auth.events import (
+    Actor,
+    EventRecord,
+    Target,
+    bounded,
+    record_event,
+    record_user_event,
+)
 from auth.models import RefreshToken, User, UserSession
 from auth.passwords import PasswordHasher
 from auth.repository import RefreshTokenRepository, UserRepository, UserSessionRepository
@@ -31,6 +40,7 @@ from auth.schemas import LoginTokens, TokenPair
 from auth.throttle import LoginRateLimited, LoginThrottle
 from auth.tokens import TokenIssuer
 from platform_common.clock import utcnow
+from platform_common.events.record import wake_relays
 from platform_common.opaque_tokens import hash_token, new_token
 from platform_common.revocation import RevocationStore
 
@@ -40,6 +50,8 @@ class ClientInfo:
     user_agent: str | None
     address: str | None
 
+
+logger = logging.getLogger(__name__)
 
 # Label values created at zero, so that dashboards show 0 before the first event.
 LOGIN_OUTCOMES = ("success", "invalid_credentials", "rate_limited", "account_disabled")
@@ -140,14 +152,47 @@ class SessionService:
             user, device_token = await self.authenticate(db, email, password, client, device_token)
         except (InvalidCredentials, AccountDisabled, LoginRateLimited) as exc:
             self.login_attempts.labels(outcome=exc.code).inc()
+            if not isinstance(exc, LoginRateLimited):
+                try:
+                    await self.record_failed_login(db, email, exc.code)
+                except Exception:  # the 401 stands; the audit trail misses one failure
+                    logger.exception("could not record a failed login")
             raise
         self.login_attempts.labels(outcome="success").inc()
         if self.on_login is not None:
             await self.on_login(db, user, client)
-        pair = await self.start_session(db, user, client)
+        pair, session_id = await self.start_session_with_id(db, user, client)
+        record_user_event(db, "login.succeeded", user.id, session_id=str(session_id))
         return LoginTokens(**pair.model_dump(), device_token=device_token)
 
+    async def record_failed_login(self, db: AsyncSession, email: str, reason: str) -> None:
+        """A `login.failed` event, in a transaction of its own: the request's rolls back with
+        its 401. The email is cut to a bound (it is the caller's text, and unknown emails are
+        recorded too); throttled attempts (429) are not recorded, so a flood costs rows only
+        as fast as the login throttle and rate limits admit attempts."""
+        address = normalize_email(email)
+        async with AsyncSession(db.bind, expire_on_commit=False) as own, own.begin():
+            user = await UserRepository(own).get_by_email(bounded(address))
+            record_event(
+                own,
+                type="login.failed",
+                actor=Actor.user(user.id) if user else Actor(id=None, kind="user"),
+                target=Target(type="user", id=str(user.id) if user else bounded(address)),
+                data={
+                    "email": bounded(address),
+                    "reason": reason,
+                    **({"user_id": str(user.id)} if user else {}),
+                },
+            )
+        wake_relays(EventRecord)
+
     async def start_session(self, db: AsyncSession, user: User, client: ClientInfo) -> TokenPair:
+        pair, _ = await self.start_session_with_id(db, user, client)
+        return pair
+
+    async def start_session_with_id(
+        self, db: AsyncSession, user: User, client: ClientInfo
+    ) -> tuple[TokenPair, uuid.UUID]:
         now = utcnow()
         user_session = UserSession(
             id=uuid.uuid4(),
@@ -162,7 +207,7 @@ class SessionService:
         await UserSessionRepository(db).add(
             user_session, self._refresh_token(user_session, refresh.hash, now)
         )
-        return self._pair(user, user_session.id, refresh.value, now)
+        return self._pair(user, user_session.id, refresh.value, now), user_session.id
 
     @staticmethod
     def _refresh_token(user_session: UserSession, token_hash: str, now: datetime) -> RefreshToken:
@@ -245,6 +290,7 @@ class SessionService:
         reason: str,
         session_ids: list[uuid.UUID] | None = None,
         keep: uuid.UUID | None = None,
+        actor: Actor | None = None,
     ) -> list[uuid.UUID]:
         """End a user's live sessions (all, the given ones, or all but `keep`) and revoke
         their access tokens at every service; the ids of the sessions ended."""
@@ -255,6 +301,14 @@ class SessionService:
         await self.revocations.revoke_sessions([str(sid) for sid in ended], ttl)
         if ended:
             self.sessions_revoked.labels(reason=reason).inc(len(ended))
+        for session_id in ended:
+            record_event(
+                db,
+                type="session.ended",
+                actor=actor or Actor.user(user_id),
+                target=Target(type="session", id=str(session_id)),
+                data={"user_id": str(user_id), "reason": reason},
+            )
         return ended
 
     async def logout(self, db: AsyncSession, refresh_token: str) -> None:

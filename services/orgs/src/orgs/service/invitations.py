@@ -22,6 +22,7 @@ from orgs.errors import (
     InvitationRevoked,
     InvitationUsed,
 )
+from orgs.events import Actor, Target, record_event, record_org_event
 from orgs.models import Invitation, Membership
 from orgs.repository import InvitationRepository, MembershipRepository
 from orgs.roles import OrgRole, check_grant
@@ -87,6 +88,16 @@ class InvitationService:
                 expires_at=invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
                 link=self.mailer.link(self.settings.invitation_accept_path, token.value),
             )
+        record_org_event(
+            self.db,
+            "invitation.created",
+            access.principal,
+            access.org,
+            _invitation_target(invitation),
+            invitation_id=str(invitation.id),
+            email=invitation.email,
+            role=invitation.role,
+        )
         return InvitationIssued(invitation, token.value)
 
     async def list_pending(
@@ -98,6 +109,18 @@ class InvitationService:
 
     async def revoke(self, access: OrgAccess, invitation_id: uuid.UUID) -> None:
         if await self.invitations.revoke(access.org.id, invitation_id, utcnow()):
+            revoked = await self.invitations.get_in_org(access.org.id, invitation_id)
+            assert revoked is not None
+            record_org_event(
+                self.db,
+                "invitation.revoked",
+                access.principal,
+                access.org,
+                _invitation_target(revoked),
+                invitation_id=str(revoked.id),
+                email=revoked.email,
+                role=revoked.role,
+            )
             return
         invitation = await self.invitations.get_in_org(access.org.id, invitation_id)
         if invitation is None:
@@ -121,6 +144,25 @@ class InvitationService:
         # On failure the request rolls back, claim included: the invitation stays open.
         if not await self.members.add(membership):
             raise AlreadyMember("You are already a member of this organization.")
+        slug = await self.invitations.org_slug(invitation.org_id)
+        actor = Actor.user(principal.user_id)
+        common = {"slug": slug, "user_id": str(principal.user_id), "role": invitation.role}
+        record_event(
+            self.db,
+            type="invitation.accepted",
+            actor=actor,
+            org_id=invitation.org_id,
+            target=_invitation_target(invitation),
+            data={**common, "invitation_id": str(invitation.id), "email": invitation.email},
+        )
+        record_event(
+            self.db,
+            type="member.added",
+            actor=actor,
+            org_id=invitation.org_id,
+            target=Target(type="user", id=str(principal.user_id)),
+            data={**common, "invitation_id": str(invitation.id)},
+        )
         self.user_orgs.after_commit(self.db, [principal.user_id])
         # The caller's own name and email come with its token: no call to users needed.
         return MemberView(
@@ -140,3 +182,7 @@ def _raise_unusable(invitation: Invitation | None) -> NoReturn:
     if invitation.accepted_at is not None:
         raise InvitationUsed("The invitation has already been used.")
     raise InvitationExpired("The invitation has expired.")
+
+
+def _invitation_target(invitation: Invitation) -> Target:
+    return Target(type="invitation", id=str(invitation.id))

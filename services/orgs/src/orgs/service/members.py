@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UserProfile, UsersClient
 from orgs.errors import AlreadyMember, LastOwner, MemberNotFound, OrgNotFound, UserNotFound
+from orgs.events import Target, record_org_event
 from orgs.models import Membership
 from orgs.repository import MembershipRepository, OrganizationRepository
 from orgs.revocation import MemberTokenRevocation
@@ -81,6 +82,15 @@ class MemberService:
         membership = Membership(org_id=access.org.id, user_id=user_id, role=role.value)
         if not await self.members.add(membership):
             raise AlreadyMember(f"User {user_id} is already a member.")
+        record_org_event(
+            self.db,
+            "member.added",
+            access.principal,
+            access.org,
+            _user_target(user_id),
+            user_id=str(user_id),
+            role=role.value,
+        )
         self.user_orgs.after_commit(self.db, [user_id])
         return MemberView.of(membership, profile)
 
@@ -95,7 +105,18 @@ class MemberService:
             await self._ensure_another_owner(access)
         authorize_change(await self._current_role(access), OrgRole(target.role), role)
         await self.tokens.revoke(self.db, access.org.id, [user_id])
+        old_role = target.role
         await self.members.set_role(target, role)
+        record_org_event(
+            self.db,
+            "member.role_changed",
+            access.principal,
+            access.org,
+            _user_target(user_id),
+            user_id=str(user_id),
+            role=role.value,
+            old_role=old_role,
+        )
         self.user_orgs.after_commit(self.db, [user_id])
         return MemberView.of(target, profile)
 
@@ -113,6 +134,16 @@ class MemberService:
             authorize_removal(await self._current_role(access), OrgRole(target.role))
         await self.tokens.revoke(self.db, access.org.id, [user_id])
         await self.members.remove(target)
+        record_org_event(
+            self.db,
+            "member.removed",
+            access.principal,
+            access.org,
+            _user_target(user_id),
+            user_id=str(user_id),
+            role=target.role,
+            left=leaving,
+        )
         self.user_orgs.after_commit(self.db, [user_id])
 
     async def _target(self, access: OrgAccess, user_id: uuid.UUID) -> Membership:
@@ -137,3 +168,7 @@ class MemberService:
     async def _ensure_another_owner(self, access: OrgAccess) -> None:
         if await self.members.count_owners(access.org.id) <= 1:
             raise LastOwner
+
+
+def _user_target(user_id: uuid.UUID) -> Target:
+    return Target(type="user", id=str(user_id))

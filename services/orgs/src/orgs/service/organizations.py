@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgs.cache import UserOrgsInvalidation
 from orgs.errors import OrgNotFound, SlugTaken
+from orgs.events import Target, record_org_event
 from orgs.models import Membership, Organization
 from orgs.repository import MembershipRepository, OrganizationRepository
 from orgs.revocation import MemberTokenRevocation
@@ -96,6 +97,7 @@ class OrganizationService:
         owner = Membership(user_id=principal.user_id, role=OrgRole.OWNER.value)
         if not await self.orgs.add_with_owner(org, owner):
             raise SlugTaken(f"The slug '{slug}' is already taken.")
+        record_org_event(self.db, "org.created", principal, org, _org_target(org), name=name)
         self.user_orgs.after_commit(self.db, [principal.user_id])
         return OrgView.of(org, OrgRole.OWNER)
 
@@ -139,7 +141,17 @@ class OrganizationService:
         return OrgView.of(access.org, access.role, count)
 
     async def rename(self, access: OrgAccess, name: str) -> OrgView:
+        old_name = access.org.name
         await self.orgs.rename(access.org, name)
+        record_org_event(
+            self.db,
+            "org.updated",
+            access.principal,
+            access.org,
+            _org_target(access.org),
+            name=name,
+            old_name=old_name,
+        )
         self.user_orgs.after_commit(self.db, await self.members.user_ids(access.org.id))
         return await self.get(access)
 
@@ -147,4 +159,11 @@ class OrganizationService:
         members = await self.members.user_ids(access.org.id)
         await self.tokens.revoke(self.db, access.org.id, members)
         await self.orgs.delete(access.org.id)
+        record_org_event(
+            self.db, "org.deleted", access.principal, access.org, _org_target(access.org)
+        )
         self.user_orgs.after_commit(self.db, members)
+
+
+def _org_target(org: Organization) -> Target:
+    return Target(type="org", id=str(org.id))
