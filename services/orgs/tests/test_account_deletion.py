@@ -133,6 +133,18 @@ async def test_an_org_left_without_an_owner_gets_one(
     roles = await api.roles(world.slug, world.admin)
     assert roles == {world.admin.id: "owner", world.member.id: "member", world.viewer.id: "viewer"}
 
+    # Both changes are in the org's audit log, by the system (auth's deletion carried out).
+    log = await client.get(
+        f"/api/v1/orgs/{world.slug}/audit-log", params={"limit": 5}, headers=world.admin.headers
+    )
+    assert log.status_code == 200, log.text
+    latest = {e["type"]: e for e in log.json()["items"][:2]}
+    removed, promoted = latest["member.removed"], latest["member.role_changed"]
+    assert removed["target"] == {"type": "user", "id": str(world.owner.id)}
+    assert removed["actor"]["kind"] == "system" and removed["data"]["reason"] == "account_deleted"
+    assert promoted["target"] == {"type": "user", "id": str(world.admin.id)}
+    assert promoted["data"]["role"] == "owner" and promoted["data"]["old_role"] == "admin"
+
 
 async def test_deletion_racing_with_adds_leaves_no_membership(
     client: httpx.AsyncClient, api: OrgsApi, people: People, auth_service: dict[str, str]

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.clients.orgs import OrgsClient
 from auth.errors import AccountGone, LastAdmin, LastOwnerOfOrgs, WrongPassword
+from auth.events import record_user_event
 from auth.models import OutboxEvent, User
 from auth.passwords import PasswordHasher
 from auth.repository import OutboxRepository, PersonalAccessTokenRepository, UserRepository
@@ -95,6 +96,7 @@ class AccountDeletionService:
         if user is None or user.deleted_at is not None:
             raise AccountGone("The account no longer exists.")
         now = utcnow()
+        record_user_event(db, "user.deleted", user.id)
         user.deleted_at = now
         user.updated_at = now
         user.is_active = False

@@ -34,6 +34,7 @@ from auth.errors import (
     InvalidCredentials,
     WrongPassword,
 )
+from auth.events import record_user_event
 from auth.forgot_throttle import ForgotThrottle
 from auth.models import AccountToken, User, UserSession
 from auth.passwords import PasswordHasher, check_password_policy
@@ -165,6 +166,7 @@ class AccountMailService:
         if not user.email_verified:
             user.email_verified = True
             user.updated_at = utcnow()
+            record_user_event(db, "user.verified", user.id, email=user.email)
             await OutboxRepository(db).add(user_event("user.updated", user))
 
     # Forgotten password ------------------------------------------------------------------
@@ -197,6 +199,7 @@ class AccountMailService:
         check_password_policy(new_password, user.email)
         user.password_hash = await self.hasher.hash(new_password)
         user.password_changed_at = utcnow()
+        record_user_event(db, "password.changed", user.id, reason="reset")
         await self._mark_verified(db, user)
         await self.sessions.end_sessions(db, user.id, reason="password_reset")
 
@@ -230,6 +233,7 @@ class AccountMailService:
     async def confirm_email_change(self, db: AsyncSession, token: str) -> None:
         stored, user = await self._redeem(db, token, CHANGE_EMAIL)
         assert stored.new_email is not None
+        old_email = user.email
         users = UserRepository(db)
         if await users.get_by_email(stored.new_email) is not None:
             raise EmailTaken("An account with this email already exists.")
@@ -242,6 +246,7 @@ class AccountMailService:
                 await db.flush()
         except IntegrityError as exc:
             raise EmailTaken("An account with this email already exists.") from exc
+        record_user_event(db, "email.changed", user.id, old_email=old_email, new_email=user.email)
         await OutboxRepository(db).add(user_event("user.updated", user))
 
     # New sign-in notice ------------------------------------------------------------------

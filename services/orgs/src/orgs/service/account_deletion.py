@@ -26,11 +26,14 @@ are for whoever holds that address.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgs.cache import UserOrgsInvalidation
 from orgs.errors import UserNotFound
+from orgs.events import Actor, Target, record_event
+from orgs.models import Organization
 from orgs.repository import DeletedUserRepository, MembershipRepository, OrganizationRepository
 from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole
@@ -71,8 +74,11 @@ class AccountDeletionService:
             if user_id not in member_ids:
                 continue  # removed meanwhile
             changed.update(member_ids)
+            org = await self.orgs.get(org_id)
+            assert org is not None  # locked above
             if member_ids == [user_id]:
                 await self.tokens.revoke(self.db, org_id, member_ids)
+                self._event("org.deleted", org, Target(type="org", id=str(org_id)))
                 await self.orgs.delete(org_id)
                 continue
             current = await self.members.get_for_user(org_id, user_id)
@@ -81,7 +87,32 @@ class AccountDeletionService:
                 successor = await self.members.successor(org_id, user_id)
                 assert successor is not None
                 await self.tokens.revoke(self.db, org_id, [successor.user_id])
+                self._event(
+                    "member.role_changed",
+                    org,
+                    Target(type="user", id=str(successor.user_id)),
+                    role=OrgRole.OWNER.value,
+                    old_role=str(successor.role),
+                )
                 await self.members.set_role(successor, OrgRole.OWNER)
             await self.tokens.revoke(self.db, org_id, [user_id])
+            self._event(
+                "member.removed",
+                org,
+                Target(type="user", id=str(user_id)),
+                role=str(current.role),
+                reason="account_deleted",
+            )
             await self.members.remove(current)
         self.user_orgs.after_commit(self.db, changed)
+
+    def _event(self, type: str, org: Organization, target: Target, **data: Any) -> None:
+        """By the system: auth's deletion of the account, carried out here."""
+        record_event(
+            self.db,
+            type=type,
+            actor=Actor.system(),
+            org_id=org.id,
+            target=target,
+            data={"slug": org.slug, **data},
+        )
