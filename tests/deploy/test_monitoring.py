@@ -34,6 +34,7 @@ KNOWN_METRICS = {
     "auth_refresh_token_reuse_total",
     "auth_sessions_revoked_total",
     "auth_outbox_pending_events",
+    "auth_account_deletions_pending",
     "auth_outbox_oldest_pending_age_seconds",
     # auth's and orgs' mail sender (libs/common/src/platform_common/mail/sender.py)
     "mail_sent_total",
