@@ -46,7 +46,10 @@ def test_webhook_delivery_and_audit_logs(
     api: httpx.Client, accounts: Any, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
     url, received = receiver
-    alice, carol = accounts.create("alice"), accounts.register("carol")
+    alice, carol = accounts.create("alice"), accounts.create("carol")
+    # users has Carol's profile before she is added: auth hands a registration to users
+    # through its outbox, after the 201, so an immediate add could race it.
+    assert api.get("/api/v1/users/me", headers=carol.auth).status_code == 200
     slug = f"events-{alice.id[:8]}"
     created = api.post("/api/v1/orgs", json={"name": "Events", "slug": slug}, headers=alice.auth)
     assert created.status_code == 201, created.text
