@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx
 from fastapi import FastAPI
 
 from platform_common.app import create_service_app
+from platform_common.events import EventRelay
+from platform_common.state import platform_state
 from users.api import internal_router, router
 from users.config import UsersSettings, get_settings
+from users.models import EventRecord
 
 DESCRIPTION = """
 User profiles: the caller's own (`/me`, with the organizations it belongs to), lookups of
@@ -29,6 +36,32 @@ def create_app(
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def resources(app: FastAPI) -> AsyncIterator[None]:
+        # Profile events: users' events table -> events:users (platform_common.events).
+        assert settings is not None
+        platform = platform_state(app)
+        relay = EventRelay(
+            platform.sessionmaker,
+            platform.redis,
+            EventRecord,
+            service="users",
+            stream_maxlen=settings.events_stream_maxlen,
+            poll_seconds=settings.events_poll_seconds,
+            retention_days=settings.events_retention_days,
+            purge_interval_seconds=settings.events_purge_interval_seconds,
+            registry=platform.metrics_registry,
+        )
+        app.state.event_relay = relay
+        task = asyncio.create_task(relay.run_forever()) if settings.events_relay_enabled else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task], timeout=5)
+
     return create_service_app(
         settings,
         title="users",
@@ -37,4 +70,5 @@ def create_app(
         internal_routers=[internal_router],
         peers={"orgs": settings.orgs_url},
         transports=transports,
+        resources=resources,
     )

@@ -1,4 +1,5 @@
-"""users' tables: one profile per registered account, and a tombstone per deleted one.
+"""users' tables: one profile per registered account, a tombstone per deleted one, and the
+events the service records (its outbox to `events:users`).
 
 The row's id is the account's id in auth. auth owns email, role and activation (delivered as
 versioned events, see `service.apply_event`); users owns the name once the profile exists.
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, MetaData, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from platform_common.events import EventRecordMixin
 from platform_common.models import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, Timestamps
 
 
@@ -68,3 +70,9 @@ class DeletedUser(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     deleted_at: Mapped[datetime]
+
+
+class EventRecord(EventRecordMixin, Base):
+    """users' events (a profile changed): relayed to `events:users` (platform_common.events)."""
+
+    __tablename__ = "events"

@@ -35,6 +35,7 @@ from platform_common.errors import DependencyTimeout, DependencyUnavailable
 from platform_common.security import Principal
 from users.clients.orgs import OrgsClient
 from users.errors import EventIdMismatch, ProfileNotFound, UserDeleted
+from users.events import Actor, record_user_event
 from users.models import Profile
 from users.repository import DeletedUserRepository, ProfileRepository
 from users.schemas import OrganizationSummary, ProfileUpdate, UserEvent
@@ -123,6 +124,7 @@ class UsersService:
         profile = await self.get_or_provision(db, principal)
         if data.name is not None and data.name != profile.name:
             profile.name = data.name
+            record_user_event(db, "user.updated", profile.id, fields=["name"])
             await db.flush()
             self._card_changed(db, profile.id)
         return profile
@@ -208,5 +210,6 @@ class UsersService:
         a tombstone stays. Idempotent: a replay finds nothing more to delete."""
         await lock_account(db, user_id)
         await DeletedUserRepository(db).add(user_id, utcnow())
-        await ProfileRepository(db).delete(user_id)
+        if await ProfileRepository(db).delete(user_id):
+            record_user_event(db, "user.deleted", user_id, actor=Actor.system())
         self._card_changed(db, user_id)
