@@ -202,8 +202,9 @@ async def users(
     make_client = client_factory(
         create_app, UsersSettings, settings, {"jwks": jwks_transport(tokens), "orgs": orgs}
     )
+    # No event relay: its polls would hold pool connections the tests count.
     async with make_client(
-        request_timeout_seconds=DEADLINE, db_statement_timeout_ms=1000
+        request_timeout_seconds=DEADLINE, db_statement_timeout_ms=1000, events_relay_enabled=False
     ) as client:
         token = tokens.mint(email="hung@example.com", name="Hung Database")
         client.headers["Authorization"] = f"Bearer {token}"

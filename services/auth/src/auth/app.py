@@ -162,17 +162,7 @@ def create_app(
         keeper_task = asyncio.create_task(keeper.run_forever()) if keeper is not None else None
         task = asyncio.create_task(app.state.outbox.run_forever()) if run_outbox else None
         # Security events: auth's events table -> events:auth (platform_common.events).
-        relay = EventRelay(
-            platform.sessionmaker,
-            platform.redis,
-            EventRecord,
-            service="auth",
-            stream_maxlen=settings.events_stream_maxlen,
-            poll_seconds=settings.events_poll_seconds,
-            retention_days=settings.events_retention_days,
-            purge_interval_seconds=settings.events_purge_interval_seconds,
-            registry=platform.metrics_registry,
-        )
+        relay = EventRelay.for_service(platform, EventRecord)
         app.state.event_relay = relay
         relay_task = (
             asyncio.create_task(relay.run_forever())

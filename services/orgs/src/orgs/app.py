@@ -69,17 +69,7 @@ def create_app(
             MailOutbox, MailTemplates(settings.mail_link_base_url), sender.wake
         )
         # Events: the relay (events table -> events:orgs) and the webhook delivery worker.
-        relay = EventRelay(
-            platform.sessionmaker,
-            platform.redis,
-            EventRecord,
-            service="orgs",
-            stream_maxlen=settings.events_stream_maxlen,
-            poll_seconds=settings.events_poll_seconds,
-            retention_days=settings.events_retention_days,
-            purge_interval_seconds=settings.events_purge_interval_seconds,
-            registry=platform.metrics_registry,
-        )
+        relay = EventRelay.for_service(platform, EventRecord)
         worker = WebhookWorker(
             platform.sessionmaker,
             platform.redis,

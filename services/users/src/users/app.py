@@ -42,17 +42,7 @@ def create_app(
         # Profile events: users' events table -> events:users (platform_common.events).
         assert settings is not None
         platform = platform_state(app)
-        relay = EventRelay(
-            platform.sessionmaker,
-            platform.redis,
-            EventRecord,
-            service="users",
-            stream_maxlen=settings.events_stream_maxlen,
-            poll_seconds=settings.events_poll_seconds,
-            retention_days=settings.events_retention_days,
-            purge_interval_seconds=settings.events_purge_interval_seconds,
-            registry=platform.metrics_registry,
-        )
+        relay = EventRelay.for_service(platform, EventRecord)
         app.state.event_relay = relay
         task = asyncio.create_task(relay.run_forever()) if settings.events_relay_enabled else None
         try:

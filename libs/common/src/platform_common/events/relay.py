@@ -26,7 +26,7 @@ import logging
 import time
 import zlib
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
@@ -37,6 +37,9 @@ from platform_common.clock import utcnow
 from platform_common.events.consumer import cancelling
 from platform_common.events.record import register_waker, unregister_waker
 from platform_common.events.table import EventRecordMixin
+
+if TYPE_CHECKING:
+    from platform_common.state import PlatformState
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,23 @@ class EventRelay:
         self._lock_key = zlib.crc32(f"events-relay:{model.__tablename__}".encode())  # type: ignore[attr-defined]
         self._wake = asyncio.Event()
         self._last_purge = 0.0
+
+    @classmethod
+    def for_service(cls, platform: PlatformState, model: type[EventRecordMixin]) -> EventRelay:
+        """The relay of a service's `events` table to `events:<service_name>`, configured by
+        the service's `*_EVENTS_*` settings, with its metrics in the service's registry."""
+        settings = platform.settings
+        return cls(
+            platform.sessionmaker,
+            platform.redis,
+            model,
+            service=settings.service_name,
+            stream_maxlen=settings.events_stream_maxlen,
+            poll_seconds=settings.events_poll_seconds,
+            retention_days=settings.events_retention_days,
+            purge_interval_seconds=settings.events_purge_interval_seconds,
+            registry=platform.metrics_registry,
+        )
 
     def wake(self) -> None:
         self._wake.set()
