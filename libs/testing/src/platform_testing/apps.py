@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from platform_testing.backends import ensure_revocation_epoch
+
 
 async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.05) -> Any:
     """Poll an async predicate until it returns something truthy."""
@@ -99,6 +101,8 @@ def client_factory(
     @contextlib.asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         settings = settings_type(**{**base_settings, **overrides})
+        if settings.redis_url:
+            await ensure_revocation_epoch(settings.redis_url)
         app = create_app(settings, transports=transports, **app_kwargs)
         async with running(app) as client:
             client.app = app  # type: ignore[attr-defined]

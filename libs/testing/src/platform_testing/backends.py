@@ -163,6 +163,21 @@ async def empty_tables(engine: AsyncEngine, metadata: MetaData) -> None:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+async def ensure_revocation_epoch(url: str) -> None:
+    """Give a Redis that never saw auth (a new server, a fresh CI machine) the revocation
+    epoch, as a running auth would have: verifiers fail closed without it. An epoch already
+    there (auth's own, or a test's) is left as it is."""
+    from redis.asyncio import Redis
+
+    from platform_common.revocation import EPOCH_KEY
+
+    client = Redis.from_url(url)
+    try:
+        await client.set(EPOCH_KEY, "test", nx=True)
+    finally:
+        await client.aclose()
+
+
 async def flush_redis(url: str) -> None:
     """Empty Redis, leaving it as auth leaves a Redis it has rebuilt: holding the revocation
     epoch, without which every verifier fails closed (platform_common.revocation)."""
