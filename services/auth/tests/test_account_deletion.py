@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 from sqlalchemy import select
 
-from auth.models import OutboxEvent, User
+from auth.models import AccountToken, MailOutbox, OutboxEvent, User
 from platform_common.state import platform_state
 from platform_testing import assert_problem, bearer
 
@@ -256,3 +256,29 @@ async def test_a_bad_body_is_422(client: httpx.AsyncClient, api: AuthApi) -> Non
     unauthenticated = await client.request("DELETE", ME, json={"current_password": PASSWORD})
     assert unauthenticated.status_code == 401
     assert uuid.UUID(str(user.id))
+
+
+async def test_queued_mail_and_mailed_tokens_go_with_the_account(
+    client: httpx.AsyncClient, api: AuthApi, app: FastAPI
+) -> None:
+    """Nothing more goes to a deleted account's address: its unsent mails are dropped with
+    it (the links they carry would lead nowhere), and its mailed tokens are deleted."""
+    sender = app.state.mail_sender
+    saved, sender.transport = sender.transport, None  # the SMTP server is "down"
+    try:
+        user = await api.signed_in()  # registration queued a verification mail
+        forgot = await client.post("/api/v1/auth/password/forgot", json={"email": user.email})
+        assert forgot.status_code == 202
+        async with platform_state(app).sessionmaker() as db:
+            queued = await db.scalars(select(MailOutbox).where(MailOutbox.to_address == user.email))
+            assert {m.template for m in queued} == {"verify_email", "password_reset"}
+
+        assert (await delete_me(client, user)).status_code == 204
+
+        async with platform_state(app).sessionmaker() as db:
+            left = await db.scalars(select(MailOutbox).where(MailOutbox.to_address == user.email))
+            assert list(left) == []
+            tokens = await db.scalars(select(AccountToken).where(AccountToken.user_id == user.id))
+            assert list(tokens) == []
+    finally:
+        sender.transport = saved

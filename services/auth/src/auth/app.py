@@ -138,7 +138,7 @@ def create_app(
             revocations=platform.revocations,
         )
         app.state.account_deletion_service = AccountDeletionService(
-            hasher=hasher, sessions=sessions, orgs=orgs
+            hasher=hasher, sessions=sessions, orgs=orgs, mailer=account_mail.mailer
         )
         app.state.outbox = OutboxRelay(
             platform.sessionmaker,

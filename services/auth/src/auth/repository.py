@@ -9,7 +9,14 @@ from datetime import datetime
 
 from sqlalchemy import Select, delete, func, or_, select, update
 
-from auth.models import OutboxEvent, PersonalAccessToken, RefreshToken, User, UserSession
+from auth.models import (
+    AccountToken,
+    OutboxEvent,
+    PersonalAccessToken,
+    RefreshToken,
+    User,
+    UserSession,
+)
 from platform_common.repository import Repository
 from platform_common.text import has_nul
 
@@ -51,6 +58,10 @@ class UserRepository(Repository[User]):
         return await self.count(
             select(User.id).where(User.role == "admin", User.is_active, User.id != user_id)
         )
+
+    async def delete_account_tokens(self, user_id: uuid.UUID) -> None:
+        """The account's mailed tokens (verification, reset, email change), used or not."""
+        await self.session.execute(delete(AccountToken).where(AccountToken.user_id == user_id))
 
 
 class UserSessionRepository(Repository[UserSession]):

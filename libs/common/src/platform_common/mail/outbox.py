@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from platform_common.clock import utcnow
@@ -55,3 +56,12 @@ class Mailer:
 
             on_commit(db, woken)
         return row
+
+    async def discard_unsent(self, db: AsyncSession, to: str) -> int:
+        """Drop the mails to `to` not yet sent (an account deleted: nothing more goes to its
+        address, and the links they carry lead nowhere); in the caller's transaction."""
+        model: Any = self.model
+        result = await db.execute(
+            delete(model).where(model.to_address == to, model.sent_at.is_(None)).returning(model.id)
+        )
+        return len(result.all())

@@ -39,6 +39,7 @@ from auth.passwords import PasswordHasher
 from auth.repository import OutboxRepository, PersonalAccessTokenRepository, UserRepository
 from auth.service.sessions import SessionService
 from platform_common.clock import utcnow
+from platform_common.mail import Mailer
 
 DESTINATIONS = ("users", "orgs")
 # Never an address anyone registers: the `.invalid` TLD is reserved (RFC 2606).
@@ -69,11 +70,17 @@ def deletion_events(user: User) -> list[OutboxEvent]:
 
 class AccountDeletionService:
     def __init__(
-        self, *, hasher: PasswordHasher, sessions: SessionService, orgs: OrgsClient
+        self,
+        *,
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        orgs: OrgsClient,
+        mailer: Mailer | None = None,
     ) -> None:
         self.hasher = hasher
         self.sessions = sessions
         self.orgs = orgs
+        self.mailer = mailer
 
     async def delete(self, db: AsyncSession, user_id: uuid.UUID, current_password: str) -> None:
         users = UserRepository(db)
@@ -97,6 +104,10 @@ class AccountDeletionService:
             raise AccountGone("The account no longer exists.")
         now = utcnow()
         record_user_event(db, "user.deleted", user.id)
+        # Nothing more goes to the address: queued mails and the tokens they carry go too.
+        if self.mailer is not None:
+            await self.mailer.discard_unsent(db, user.email)
+        await users.delete_account_tokens(user_id)
         user.deleted_at = now
         user.updated_at = now
         user.is_active = False
