@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import json
 import os
 import pstats
 import time
@@ -158,21 +159,28 @@ async def main() -> None:
     from asgi_lifespan import LifespanManager
 
     users_app = create_users(
-        UsersSettings(**settings_for(users_url), **overrides), transports={"jwks": jwks_transport(tokens)}
+        UsersSettings(**settings_for(users_url), **overrides),
+        transports={"jwks": jwks_transport(tokens)},
     )
     orgs_app = create_orgs(
-        OrgsSettings(**settings_for(orgs_url), **overrides), transports={"jwks": jwks_transport(tokens)}
+        OrgsSettings(**settings_for(orgs_url), **overrides),
+        transports={"jwks": jwks_transport(tokens)},
     )
     async with LifespanManager(users_app) as users, LifespanManager(orgs_app) as orgs:
         users_driver = Driver(users.app, headers)
         provision = Driver(users.app, [(b"authorization", f"Bearer {service}".encode())])
-        event = (
-            '{"event":"user.registered","id":"%s","email":"ada@example.com","name":"Ada",'
-            '"role":"user","is_active":true,"created_at":"2026-01-01T00:00:00+00:00",'
-            '"version":1}' % user_id
-        )
+        event = {
+            "event": "user.registered",
+            "id": str(user_id),
+            "email": "ada@example.com",
+            "name": "Ada",
+            "role": "user",
+            "is_active": True,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "version": 1,
+        }
         status, body = await provision.request(
-            "PUT", f"/internal/v1/users/{user_id}", event.encode()
+            "PUT", f"/internal/v1/users/{user_id}", json.dumps(event).encode()
         )
         assert status == 200, body
         orgs_driver = Driver(orgs.app, headers)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from platform_common.observability import LATENCY_BUCKETS
+from platform_common.metrics import LATENCY_BUCKETS
 
 from .conftest import CHART_DIR, find_promtool, of_kind, render, run_helm
 

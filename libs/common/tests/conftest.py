@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import StreamingResponse
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -61,6 +63,18 @@ async def hold(db: SessionDep) -> dict[str, bool]:
     """Keeps its pooled connection for a second."""
     await db.execute(text("SELECT pg_sleep(1)"))
     return {"held": True}
+
+
+@router.get("/stream")
+async def stream() -> StreamingResponse:
+    """Starts its answer at once and finishes it a second later."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"started "
+        await asyncio.sleep(1)
+        yield b"done"
+
+    return StreamingResponse(body(), media_type="text/plain")
 
 
 @router.get("/multi")

@@ -4,6 +4,7 @@ the database pool's connections in use and the requests waiting for one."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,8 @@ from platform_common.http import ServiceClient
 from platform_common.metrics import PlatformMetrics
 from platform_common.redis import create_redis
 from platform_common.settings import ServiceSettings
-from platform_testing import Backends, free_port, wait_for
+from platform_common.state import platform_state
+from platform_testing import Backends, TokenFactory, free_port, running, wait_for
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -116,3 +118,62 @@ async def test_the_pool_reports_connections_in_use_and_requests_waiting(
         assert sample(registry, "db_pool_connections_in_use") == 0
     finally:
         await engine.dispose()
+
+
+async def test_requests_are_counted_by_route_template_status_class_and_method(
+    make_app: Any, tokens: TokenFactory
+) -> None:
+    app = make_app(
+        lambda request: httpx.Response(200, json=tokens.jwks()),
+        request_timeout_seconds=0.3,
+        max_requests_in_flight=1,
+    )
+    async with running(app, raise_app_exceptions=False) as client:
+        registry = platform_state(app).metrics_registry
+        assert (await client.get("/api/v1/demo/multi")).status_code == 200
+        assert (await client.delete("/api/v1/demo/conflict")).status_code == 405
+        assert (await client.get("/api/v1/demo/nowhere")).status_code == 404
+        assert (await client.get("/livez")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        # One answer streams for a second in the only place; the next request waits in the
+        # queue past the deadline and is answered 503 before any route ran: still counted
+        # under its route's template.
+        held = asyncio.create_task(client.get("/api/v1/demo/stream"))
+        await asyncio.sleep(0.1)
+        queued = await client.get("/api/v1/demo/multi")
+        assert queued.status_code == 503
+        await held
+
+    def count(handler: str, status: str, method: str = "GET") -> float:
+        return sample(
+            registry, "http_requests_total", handler=handler, status=status, method=method
+        )
+
+    assert count("/api/v1/demo/multi", "2xx") == 1
+    assert count("/api/v1/demo/multi", "5xx") == 1
+    assert count("/api/v1/demo/conflict", "4xx", "DELETE") == 1
+    assert count("/readyz", "2xx") == 1
+    assert count("/livez", "2xx") == 0  # probes of liveness and scrapes are not counted
+    seen = {
+        s.labels["handler"] for m in registry.collect() for s in m.samples if "handler" in s.labels
+    }
+    assert "/api/v1/demo/nowhere" not in seen  # a path no route knows: no unbounded label
+    assert (
+        sample(
+            registry,
+            "http_request_duration_seconds_count",
+            handler="/api/v1/demo/multi",
+            method="GET",
+        )
+        == 2
+    )
+    assert (
+        sample(
+            registry,
+            "http_request_duration_seconds_bucket",
+            handler="/api/v1/demo/stream",
+            method="GET",
+            le="0.5",
+        )
+        == 0  # the duration runs until the answer is complete
+    )

@@ -2,7 +2,8 @@
 
 ```
 create_service_app(settings, routers, resources=...)
-  middleware:  Edge (X-Request-ID, caller's Authorization, 413, last-resort 500, access log)
+  middleware:  Edge (X-Request-ID, caller's Authorization, 413, last-resort 500, request
+               metrics, access log)
                outermost; innermost Deadline (at most `max_requests_in_flight` at once,
                the rest queued in order; 503 `request_timeout` when nothing answered
                within `request_timeout_seconds`)
@@ -258,7 +259,7 @@ def create_service_app(
             max_age=600,
         )
     # Added last = outermost: the request id exists before anything else runs.
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 
 

@@ -9,10 +9,13 @@ EdgeMiddleware
   rate-limit headers  RateLimit-Policy / RateLimit, as rate_limit.py left them in the scope
   body limit        413 up front on Content-Length, or mid-stream for chunked bodies
   last resort       anything no exception handler took: logged, answered as a bare 500
+  request metrics   http_requests_total and http_request_duration_seconds by the route's
+                    template (metrics.py); /metrics and /livez are not counted, paths no
+                    route knows (404s) neither
   access log        one line per request, with its id, path parameters as `{name}`
 ```
 
-One layer instead of four: each ASGI layer wraps `send`/`receive` and costs a little on every
+One layer instead of five: each ASGI layer wraps `send`/`receive` and costs a little on every
 request, and these all need the same facts (has the response started, its status). Pure ASGI,
 not BaseHTTPMiddleware, which would break streaming and context variables.
 """
@@ -23,10 +26,14 @@ import logging
 import time
 import uuid
 
+from prometheus_client import Counter, Histogram
+from prometheus_fastapi_instrumentator.routing import get_route_name
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_common.errors import send_problem
+from platform_common.metrics import PlatformMetrics
 from platform_common.request_context import (
     RATE_LIMIT_HEADERS,
     REQUEST_ID_HEADER,
@@ -41,6 +48,8 @@ from platform_common.request_context import (
 logger = logging.getLogger("platform_common.errors")
 access_logger = logging.getLogger("platform_common.access")
 _NOT_LOGGED = frozenset({"/livez", "/readyz", "/metrics"})
+# /readyz is measured: its 503s are what the readiness alert watches.
+_NOT_MEASURED = frozenset({"/livez", "/metrics"})
 _ID_HEADER = REQUEST_ID_HEADER.lower().encode()
 # On every response. An API answers JSON, which no browser should sniff, frame or run.
 _SECURITY_HEADERS = [
@@ -72,10 +81,45 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"The request body exceeds {max_bytes} bytes.")
 
 
+class RequestMetrics:
+    """The two request metrics, with each label set's children kept (prometheus_client's
+    `labels()` validates and locks on every call)."""
+
+    def __init__(self, metrics: PlatformMetrics) -> None:
+        self._requests = metrics.http_requests
+        self._durations = metrics.http_request_duration
+        self._children: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
+
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        handler = getattr(route, "path", None)
+        if handler is None:
+            # Answered before routing (a 413, a queued request's 503) or by no route: the
+            # template as the instrumentator finds it, matching the routes again (rare).
+            handler = get_route_name(HTTPConnection(scope), should_include_root_path=False)
+            if handler is None:
+                return  # no route has this path: an unbounded label, not recorded
+        method: str = scope["method"]
+        key = (method, status, handler)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 10_000:
+                self._children.clear()
+            children = self._children[key] = (
+                self._requests.labels(method, f"{str(status)[0]}xx", handler),
+                self._durations.labels(handler, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, metrics: PlatformMetrics | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = RequestMetrics(metrics) if metrics is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,13 +192,17 @@ class EdgeMiddleware:
                 detail="An unexpected error occurred.",
             )
         finally:
-            if scope["path"] not in _NOT_LOGGED:
+            path = scope["path"]
+            elapsed = time.perf_counter() - started_at
+            if self.metrics is not None and path not in _NOT_MEASURED:
+                self.metrics.record(scope, status, elapsed)
+            if path not in _NOT_LOGGED:
                 access_logger.info(
                     "%s %s %d %.1fms",
                     scope["method"],
                     loggable_path(scope),
                     status,
-                    (time.perf_counter() - started_at) * 1000,
+                    elapsed * 1000,
                 )
             unbind_request(tokens)
             unbind_client(client_token)

@@ -1,6 +1,12 @@
-"""The platform's own metrics, beside the request metrics of `observability`.
+"""The platform's own metrics.
 
 ```
+http_requests_total{method, status, handler}   every answer, status grouped (2xx, 4xx, ...);
+                                               handler = the route's template
+http_request_duration_seconds{handler, method} histogram (LATENCY_BUCKETS): both recorded by
+                                               EdgeMiddleware (edge.py), under the names and
+                                               labels of prometheus-fastapi-instrumentator,
+                                               which serves /metrics
 peer_request_duration_seconds{peer, outcome}   histogram: calls to other services (http.py);
                                                outcome ok | client_error | server_error |
                                                timeout | unreachable
@@ -22,6 +28,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# Buckets of http_request_duration_seconds{handler, method}. The latency SLOs of the chart
+# (values.yaml, metrics.slos) count requests under one of these; the dashboards' quantiles
+# are interpolated between them.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
 REDIS_ERRORS = ("ConnectionError", "TimeoutError", "ResponseError")
 PEER_OUTCOMES = ("ok", "client_error", "server_error", "timeout", "unreachable")
 # Calls to peers are bounded by http_timeout_seconds (2 s by default).
@@ -30,6 +41,19 @@ PEER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 class PlatformMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.http_requests = Counter(
+            "http_requests_total",
+            "Total number of requests by method, status and handler.",
+            ["method", "status", "handler"],
+            registry=registry,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Latency of requests by handler and method, until the response is complete.",
+            ["handler", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.peer_requests = Histogram(
             "peer_request_duration_seconds",
             "Calls to other services of the platform, by peer and outcome",

@@ -3,10 +3,10 @@
 - Logs: one line per record, at the configured level, with the request id and, inside a
   span, the trace and span ids: JSON objects in production (`*_LOG_FORMAT`, default json
   when `*_ENVIRONMENT=production`), readable text otherwise (`make up`).
-- Metrics: prometheus-fastapi-instrumentator on `/metrics` (request counts by handler and
-  status class, latency histograms). Each app gets its own registry; under gunicorn,
-  `PROMETHEUS_MULTIPROC_DIR` switches the exposition to the multiprocess collector so the
-  numbers sum every worker (see `gunicorn_conf`).
+- Metrics: prometheus-fastapi-instrumentator serves `/metrics`; the request counts by handler
+  and status class and the latency histograms are recorded by `EdgeMiddleware`. Each app
+  gets its own registry; under gunicorn, `PROMETHEUS_MULTIPROC_DIR` switches the exposition
+  to the multiprocess collector so the numbers sum every worker (see `gunicorn_conf`).
 - Traces: an OpenTelemetry tracer provider configured from the standard `OTEL_*`
   environment. With no exporter endpoint configured nothing is exported (spans are still
   made, so `traceparent` propagates); `OTEL_SDK_DISABLED=true` turns tracing off. Spans:
@@ -45,10 +45,6 @@ from platform_common.request_context import current_request_id
 from platform_common.settings import ServiceSettings
 
 _NOT_TRACED = "livez,readyz,metrics"
-# Buckets of http_request_duration_seconds{handler, method}. The latency SLOs of the chart
-# (values.yaml, metrics.slos) count requests under one of these; the dashboards' quantiles
-# are interpolated between them.
-LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _tracing_pid: int | None = None
 
 
@@ -198,12 +194,8 @@ def instrument_app(app: FastAPI, settings: ServiceSettings, registry: CollectorR
     if not settings.otel_sdk_disabled:
         FastAPIInstrumentor.instrument_app(app, excluded_urls=_NOT_TRACED)
 
-    Instrumentator(
-        should_group_status_codes=True,
-        should_ignore_untemplated=True,
-        # /readyz stays in: its 503s are what the readiness alert watches.
-        excluded_handlers=["/metrics", "/livez"],
-        registry=registry,
-    ).instrument(app, latency_lowr_buckets=LATENCY_BUCKETS).expose(
-        app, include_in_schema=False, should_gzip=True
-    )
+    # The request metrics are recorded by EdgeMiddleware (edge.py), under the instrumentator's
+    # names and labels: its own middleware matched every request against every route a
+    # second time and built a Request, a Response and four metrics per request, two of which
+    # nothing read (bench/README.md). It serves them.
+    Instrumentator(registry=registry).expose(app, include_in_schema=False, should_gzip=True)
