@@ -33,7 +33,12 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from platform_common.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from platform_common.db import (
+    Reader,
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+)
 from platform_common.deadline import DeadlineMiddleware
 from platform_common.edge import EdgeMiddleware
 from platform_common.error_handlers import ExceptionHandler, install_error_handlers
@@ -211,6 +216,7 @@ def create_service_app(
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         read_sessionmaker=create_read_sessionmaker(engine),
+        reader=Reader(engine, traced=traced),
         redis=redis,
         revocations=RevocationStore(redis, settings.revocation_cache_seconds),
         rate_limiter=(

@@ -3,7 +3,8 @@
 ```
 PlatformState              app.state.platform, set once when the app is built
   settings                 the service's settings (its own subclass)
-  engine, sessionmaker     the database (read_sessionmaker: autocommit, for pure reads)
+  engine, sessionmaker     the database (read_sessionmaker: autocommit, for pure reads;
+                           reader: single statements on asyncpg directly, for hot reads)
   redis, revocations       Redis and the session-revocation store on it
   rate_limiter             per-caller limits (platform_common.rate_limit), None when off
   readiness                flips to draining when shutdown starts
@@ -32,6 +33,7 @@ from platform_common.settings import ServiceSettings
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from platform_common.db import Reader
     from platform_common.http import ServiceClient
     from platform_common.rate_limit import RateLimiter
     from platform_common.verification import TokenVerifier
@@ -50,6 +52,7 @@ class PlatformState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    reader: Reader
     redis: Redis
     revocations: RevocationStore
     readiness: Readiness = field(default_factory=Readiness)

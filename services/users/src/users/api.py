@@ -154,11 +154,9 @@ async def list_users(
     dependencies=READS_PROFILES,
     responses=PAT_SCOPE_REFUSED,
 )
-async def get_user(
-    user_id: uuid.UUID, user: CurrentUser, db: ReadSessionDep, users: UsersServiceDep
-) -> Any:
+async def get_user(user_id: uuid.UUID, user: CurrentUser, users: UsersServiceDep) -> Any:
     """The caller's own profile, or anyone's for a platform admin; 404 otherwise."""
-    return await users.get_profile(db, user, user_id)
+    return await users.get_profile(user, user_id)
 
 
 @internal_router.put(

@@ -10,8 +10,27 @@ from typing import Any
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from platform_common.db import Reader
 from platform_common.repository import Repository
 from users.models import DeletedUser, Profile
+
+
+class ProfileReads:
+    """The profile reads of the hot path, one statement each on asyncpg directly
+    (platform_common.db.Reader): rows as mappings, not ORM objects."""
+
+    # What a profile answer shows (schemas.ProfileRead).
+    BY_ID = (
+        "SELECT id, email, name, role, is_active, email_verified, created_at, updated_at "
+        "FROM profiles WHERE id = $1"
+    )
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    async def get(self, user_id: uuid.UUID) -> dict[str, Any] | None:
+        row = await self.reader.one(self.BY_ID, user_id)
+        return dict(row) if row is not None else None
 
 
 class ProfileRepository(Repository[Profile]):

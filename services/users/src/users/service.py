@@ -23,9 +23,10 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from platform_common.account_locks import lock_account
 from platform_common.cache import SharedCache
@@ -37,7 +38,7 @@ from users.clients.orgs import OrgsClient
 from users.errors import EventIdMismatch, ProfileNotFound, UserDeleted
 from users.events import Actor, record_user_event
 from users.models import Profile
-from users.repository import DeletedUserRepository, ProfileRepository
+from users.repository import DeletedUserRepository, ProfileReads, ProfileRepository
 from users.schemas import OrganizationSummary, ProfileUpdate, UserEvent
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,19 @@ _ORGANIZATIONS = TypeAdapter(list[OrganizationSummary])
 
 
 class UsersService:
-    def __init__(self, orgs: OrgsClient, user_orgs: SharedCache, user_cards: SharedCache) -> None:
+    def __init__(
+        self,
+        orgs: OrgsClient,
+        user_orgs: SharedCache,
+        user_cards: SharedCache,
+        *,
+        profiles: ProfileReads,
+        read_sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
         self.orgs = orgs
+        # The hot reads, straight on asyncpg; `read_sessions` for the rare provisioning.
+        self.profiles = profiles
+        self.read_sessions = read_sessions
         # Each user's organizations as orgs last answered, invalidated by orgs on change.
         self.user_orgs = user_orgs
         # Names and emails orgs shows on member lists: invalidated here on every change.
@@ -140,17 +152,21 @@ class UsersService:
     # Other profiles ------------------------------------------------------------------------
 
     async def get_profile(
-        self, db: AsyncSession, principal: Principal, user_id: uuid.UUID
-    ) -> Profile:
-        if user_id == principal.user_id:
-            return await self.get_or_provision(db, principal)
+        self, principal: Principal, user_id: uuid.UUID
+    ) -> Profile | dict[str, Any]:
+        """A profile as a ProfileRead shows it. One direct read; only the caller's own
+        profile, not there yet, is provisioned (in a session of its own)."""
+        own = user_id == principal.user_id
         # Anyone else's profile is 404, not 403: ids of other users are not confirmed.
-        if not principal.is_admin:
+        if not own and not principal.is_admin:
             raise ProfileNotFound
-        profile = await ProfileRepository(db).get(user_id)
-        if profile is None:
+        profile = await self.profiles.get(user_id)
+        if profile is not None:
+            return profile
+        if not own:
             raise ProfileNotFound
-        return profile
+        async with self.read_sessions() as db:
+            return await self.get_or_provision(db, principal)
 
     async def lookup(self, db: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Profile]:
         """The profiles that exist, in the order asked, each once."""
