@@ -30,7 +30,7 @@ from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from platform_common.client_address import ClientAddressDep
+from platform_common.client_address import get_client_address
 from platform_common.errors import RateLimited
 from platform_common.metrics import PlatformMetrics
 from platform_common.request_context import RATE_LIMIT_HEADERS
@@ -98,15 +98,19 @@ class RateLimitExceeded(RateLimited):
     code = "rate_limited"
 
 
-async def enforce_rate_limit(request: Request, address: ClientAddressDep) -> None:
+async def enforce_rate_limit(request: Request) -> None:
     """Router-level dependency; the caller's principal comes from `verified_bearer`, which
-    `get_principal` shares, so the token is verified once."""
+    `get_principal` shares, so the token is verified once. The client's address is worked
+    out only for anonymous callers (a dependency of its own would cost every request)."""
     limiter = platform_state(request.app).rate_limiter
     if limiter is None:
         return
     principal = await verified_bearer(request)
     policy = limiter.policy_for(principal)
-    caller = principal.subject if principal is not None else f"ip:{address or 'unknown'}"
+    if principal is not None:
+        caller = principal.subject
+    else:
+        caller = f"ip:{await get_client_address(request) or 'unknown'}"
     try:
         remaining, reset = await limiter.hit(policy, caller)
     except RedisError as exc:

@@ -27,6 +27,7 @@ from orgs.dependencies import (
     MemberServiceDep,
     MembershipReader,
     OrganizationServiceDep,
+    OrgViewDep,
 )
 from orgs.schemas import (
     DeletionBlockers,
@@ -141,9 +142,9 @@ async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageP
 
 
 @router.get("/{slug}", response_model=OrgDetail, summary="Get an organization")
-async def get_org(access: CanReadOrg, orgs: OrganizationServiceDep) -> Any:
+async def get_org(org: OrgViewDep) -> Any:
     """For any member, viewers included (the API contract: viewer+); non-members get 404."""
-    return await orgs.get(access)
+    return org
 
 
 @router.patch("/{slug}", response_model=OrgDetail, summary="Rename an organization (admin+)")

@@ -15,6 +15,8 @@ CurrentUser (401 without a valid user token; an org-scoped token is a user token
                                (platform_common.permissions), narrowed to an org-scoped
                                token's permissions: CanReadOrg, CanUpdateOrg, CanDeleteOrg,
                                CanReadMembers, CanWriteMembers, CanWriteInvitations
+  -> OrgViewDep                the same checks for `org:read` and the org as GET shows it,
+                               in one dependency and one direct read (no session)
 MembershipReader               auth's service token with `orgs:memberships:read`
 AccountDeleter                 auth's service token with `orgs:users:delete`
 ```
@@ -28,10 +30,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from starlette.requests import HTTPConnection
 
 from orgs.cache import UserOrgsInvalidation
 from orgs.clients.users import UsersClient
 from orgs.config import OrgsSettings
+from orgs.repository import OrgReads
 from orgs.revocation import MemberTokenRevocation
 from orgs.service import (
     AccountDeletionService,
@@ -39,6 +43,8 @@ from orgs.service import (
     MemberService,
     OrgAccess,
     OrganizationService,
+    OrganizationViews,
+    OrgView,
 )
 from platform_common.cache import USER_CARDS, SharedCache
 from platform_common.db import SessionDep
@@ -49,7 +55,7 @@ from platform_common.security import (
     permission_rule,
     require_scope,
 )
-from platform_common.state import PlatformStateDep
+from platform_common.state import PlatformStateDep, platform_state
 from platform_common.token_docs import documents
 
 MEMBERSHIPS_SCOPE = "orgs:memberships:read"
@@ -122,16 +128,34 @@ MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
 InvitationServiceDep = Annotated[InvitationService, Depends(get_invitation_service)]
 
 
-@documents(
+MEMBER_RULE = (
     "a member of the org (others: 404 `not_found`); an org-scoped token must be for this "
     "org (another org's: 403 `org_mismatch`)"
 )
+SlugPath = Annotated[str, Path(description="The organization's slug")]
+
+
+@documents(MEMBER_RULE)
 async def get_org_access(
-    slug: Annotated[str, Path(description="The organization's slug")],
+    slug: SlugPath,
     principal: CurrentUser,
     orgs: OrganizationServiceDep,
 ) -> OrgAccess:
     return await orgs.resolve(principal, slug)
+
+
+READ_PERMISSION = "org:read"
+
+
+@documents(MEMBER_RULE, permission_rule(READ_PERMISSION))
+async def get_org_view(
+    slug: SlugPath, principal: CurrentUser, connection: HTTPConnection
+) -> OrgView:
+    views = OrganizationViews(OrgReads(platform_state(connection.app).reader))
+    return await views.view(principal, slug, READ_PERMISSION)
+
+
+OrgViewDep = Annotated[OrgView, Depends(get_org_view)]
 
 
 OrgAccessDep = Annotated[OrgAccess, Depends(get_org_access)]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 
 from orgs.models import DeletedUser, Invitation, Membership, Organization
 from orgs.roles import OrgRole
+from platform_common.db import Reader
 from platform_common.repository import Repository
 
 ModelT = TypeVar("ModelT")
@@ -254,3 +255,24 @@ class InvitationRepository(_OrgsRepository[Invitation]):
 
 # Neither accepted nor revoked (it may still have expired).
 _OPEN = (Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+
+
+class OrgReads:
+    """The org reads of the hot path, one statement each on asyncpg directly
+    (platform_common.db.Reader): what several ORM queries in a transaction read, in one
+    round trip and one snapshot."""
+
+    # The org, the caller's role in it (NULL for a non-member) and its member count.
+    ORG_FOR_CALLER = (
+        "SELECT o.id, o.name, o.slug, o.created_at, "
+        "(SELECT m.role FROM memberships m WHERE m.org_id = o.id AND m.user_id = $2) AS role, "
+        "(SELECT count(*) FROM memberships m WHERE m.org_id = o.id) AS member_count "
+        "FROM organizations o WHERE o.slug = $1"
+    )
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    async def org_for_caller(self, slug: str, user_id: uuid.UUID) -> dict[str, Any] | None:
+        row = await self.reader.one(self.ORG_FOR_CALLER, slug, user_id)
+        return dict(row) if row is not None else None

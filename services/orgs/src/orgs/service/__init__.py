@@ -26,7 +26,12 @@ and rolls back when it raises.
 from orgs.service.account_deletion import AccountDeletionService, refuse_deleted_account
 from orgs.service.invitations import InvitationIssued, InvitationService
 from orgs.service.members import MemberService, MemberView
-from orgs.service.organizations import OrgAccess, OrganizationService, OrgView
+from orgs.service.organizations import (
+    OrgAccess,
+    OrganizationService,
+    OrganizationViews,
+    OrgView,
+)
 
 __all__ = [
     "AccountDeletionService",
@@ -37,5 +42,6 @@ __all__ = [
     "OrgAccess",
     "OrgView",
     "OrganizationService",
+    "OrganizationViews",
     "refuse_deleted_account",
 ]

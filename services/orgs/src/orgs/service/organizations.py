@@ -13,14 +13,14 @@ from orgs.cache import UserOrgsInvalidation
 from orgs.errors import OrgNotFound, SlugTaken
 from orgs.events import Target, record_org_event
 from orgs.models import Membership, Organization
-from orgs.repository import MembershipRepository, OrganizationRepository
+from orgs.repository import MembershipRepository, OrganizationRepository, OrgReads
 from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole
 from orgs.schemas import SLUG_PATTERN
 from orgs.service.account_deletion import refuse_deleted_account
 from platform_common.pagination import PageParams
 from platform_common.permissions import permissions_for
-from platform_common.security import OrgMismatch, Principal
+from platform_common.security import OrgMismatch, Principal, check_permission
 
 SLUG_RE = re.compile(SLUG_PATTERN)
 
@@ -81,6 +81,44 @@ class OrgView:
         return cls(org.id, org.name, org.slug, org.created_at, role, member_count)
 
 
+def check_slug(principal: Principal, slug: str) -> None:
+    """OrgMismatch for an org-scoped token of another org; OrgNotFound for a slug no org
+    can have (and some, a NUL, PostgreSQL cannot even compare)."""
+    if principal.org is not None and not principal.org.matches(slug):
+        raise OrgMismatch
+    if not SLUG_RE.fullmatch(slug):
+        raise OrgNotFound
+
+
+def access_of(org: Organization, role: OrgRole | None, principal: Principal) -> OrgAccess:
+    access = OrgAccess(org, role, principal)
+    if role is None and not access.as_platform_admin:
+        raise OrgNotFound  # non-members learn nothing, not even that the org exists
+    return access
+
+
+class OrganizationViews:
+    """`GET /orgs/{slug}` as one direct read (orgs.repository.OrgReads), no session: the
+    same checks as `OrganizationService.resolve` followed by `get`."""
+
+    def __init__(self, reads: OrgReads) -> None:
+        self.reads = reads
+
+    async def view(self, principal: Principal, slug: str, permission: str) -> OrgView:
+        check_slug(principal, slug)
+        row = await self.reads.org_for_caller(slug, principal.user_id)
+        if row is None:
+            raise OrgNotFound
+        # Detached: only read, as OrgAccess and OrgView read an org.
+        org = Organization(
+            id=row["id"], name=row["name"], slug=row["slug"], created_at=row["created_at"]
+        )
+        role = OrgRole(row["role"]) if row["role"] is not None else None
+        access = access_of(org, role, principal)
+        check_permission(access.permissions, permission)
+        return OrgView.of(org, access.role, row["member_count"])
+
+
 class OrganizationService:
     def __init__(
         self, db: AsyncSession, user_orgs: UserOrgsInvalidation, tokens: MemberTokenRevocation
@@ -110,19 +148,11 @@ class OrganizationService:
     async def resolve(self, principal: Principal, slug: str) -> OrgAccess:
         """The org and the caller's role in it; OrgNotFound unless the caller may see it,
         OrgMismatch for an org-scoped token of another org."""
-        if principal.org is not None and not principal.org.matches(slug):
-            raise OrgMismatch
-        if not SLUG_RE.fullmatch(slug):
-            # No org has such a slug, and some (a NUL) PostgreSQL cannot even compare.
-            raise OrgNotFound
+        check_slug(principal, slug)
         org = await self.orgs.get_by_slug(slug)
         if org is None:
             raise OrgNotFound
-        role = await self.members.role_of(org.id, principal.user_id)
-        access = OrgAccess(org, role, principal)
-        if role is None and not access.as_platform_admin:
-            raise OrgNotFound  # non-members learn nothing, not even that the org exists
-        return access
+        return access_of(org, await self.members.role_of(org.id, principal.user_id), principal)
 
     async def membership_of(self, user_id: uuid.UUID, org: str) -> tuple[Organization, OrgRole]:
         """A user's membership in an org named by slug or id (auth's org-scoped tokens);
