@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -106,18 +107,24 @@ async def measure(
         status, body = await call()
         assert status == 200, body
     queue = iter(range(requests))
+    latencies: list[float] = []
 
     async def lane() -> None:
         for _ in queue:
+            started = time.perf_counter()
             status, body = await call()
+            latencies.append(time.perf_counter() - started)
             assert status == 200, body
 
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    latencies.sort()
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
     print(
-        f"{name:32} {cpu / requests * 1e6:7.0f} µs CPU/request   "
-        f"{requests / wall:7.0f} req/s in-process ({concurrency} in flight)"
+        f"{name:28} {cpu / requests * 1e6:6.0f} µs CPU/request  "
+        f"{requests / wall:6.0f} req/s in-process ({concurrency} in flight)  "
+        f"p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms"
     )
 
 
@@ -157,6 +164,12 @@ async def main() -> None:
     headers = [(b"authorization", f"Bearer {token}".encode()), (b"host", b"bench")]
 
     from asgi_lifespan import LifespanManager
+
+    # As gunicorn's post_worker_init does (platform_common.gunicorn_conf); the apps' lifespans
+    # then freeze what they build too.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
     users_app = create_users(
         UsersSettings(**settings_for(users_url), **overrides),

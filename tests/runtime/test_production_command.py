@@ -131,6 +131,9 @@ def test_health_register_login_through_two_workers(auth_server: Gunicorn) -> Non
     # Each worker froze its start-up heap (gunicorn_conf.post_worker_init).
     frozen = re.findall(r"froze (\d+) start-up objects", auth_server.log_text())
     assert len(frozen) >= 2 and all(int(n) > 100_000 for n in frozen), auth_server.log_tail()
+    # And what the lifespan built, once started (platform_common.app).
+    more = re.findall(r"froze (\d+) more objects once started", auth_server.log_text())
+    assert len(more) >= 2 and all(int(n) > 0 for n in more), auth_server.log_tail()
     base = auth_server.url
     with httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/livez").status_code == 200
