@@ -18,7 +18,6 @@ from orgs.dependencies import (
     AccountDeleter,
     AccountDeletionServiceDep,
     CanDeleteOrg,
-    CanReadMembers,
     CanReadOrg,
     CanUpdateOrg,
     CanWriteInvitations,
@@ -26,8 +25,10 @@ from orgs.dependencies import (
     InvitationServiceDep,
     MemberServiceDep,
     MembershipReader,
+    MembersReadable,
+    MemberViewsDep,
     OrganizationServiceDep,
-    OrgViewDep,
+    OrgReadable,
 )
 from orgs.schemas import (
     DeletionBlockers,
@@ -142,9 +143,9 @@ async def list_orgs(user: CurrentUser, orgs: OrganizationServiceDep, page: PageP
 
 
 @router.get("/{slug}", response_model=OrgDetail, summary="Get an organization")
-async def get_org(org: OrgViewDep) -> Any:
+async def get_org(org: OrgReadable) -> Any:
     """For any member, viewers included (the API contract: viewer+); non-members get 404."""
-    return org
+    return org.view
 
 
 @router.patch("/{slug}", response_model=OrgDetail, summary="Rename an organization (admin+)")
@@ -167,16 +168,14 @@ async def delete_org(access: CanDeleteOrg, orgs: OrganizationServiceDep) -> None
     summary="List members (viewer+)",
     responses=_USERS_DOWN,
 )
-async def list_members(
-    access: CanReadMembers, members: MemberServiceDep, page: PageParamsDep
-) -> Any:
+async def list_members(org: MembersReadable, members: MemberViewsDep, page: PageParamsDep) -> Any:
     """Names and emails come from the users service, in one batched lookup per page, made
     with the caller's token. When users cannot answer, this endpoint fails rather than
     answering without names: 503 `dependency_unavailable` when users is unreachable or
     failing, 504 `dependency_timeout` when it does not answer within the configured
     timeout (`ORGS_HTTP_TIMEOUT_SECONDS`, 2 s by default). A member the users service
     no longer knows is listed with null `name` and `email`."""
-    items, total = await members.list_members(access, page)
+    items, total = await members.page(org, page)
     return _page(MemberRead, items, total, page)
 
 

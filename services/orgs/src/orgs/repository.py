@@ -173,12 +173,6 @@ class MembershipRepository(_OrgsRepository[Membership]):
         )
         return list((await self.session.scalars(statement)).all())
 
-    async def list_for_org(
-        self, org_id: uuid.UUID, *, offset: int, limit: int
-    ) -> tuple[list[Membership], int]:
-        statement = self._of_org(org_id).order_by(Membership.joined_at, Membership.id)
-        return await self.paginate(statement, offset=offset, limit=limit)
-
 
 class DeletedUserRepository(_OrgsRepository[DeletedUser]):
     model = DeletedUser
@@ -270,8 +264,21 @@ class OrgReads:
         "FROM organizations o WHERE o.slug = $1"
     )
 
+    # A page of an org's members, oldest membership first.
+    MEMBERS_PAGE = (
+        "SELECT user_id, role, joined_at FROM memberships WHERE org_id = $1 "
+        "ORDER BY joined_at, id OFFSET $2 LIMIT $3"
+    )
+
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
+
+    async def members_page(
+        self, org_id: uuid.UUID, *, offset: int, limit: int
+    ) -> list[dict[str, Any]]:
+        return [
+            dict(row) for row in await self.reader.all(self.MEMBERS_PAGE, org_id, offset, limit)
+        ]
 
     async def org_for_caller(self, slug: str, user_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self.reader.one(self.ORG_FOR_CALLER, slug, user_id)

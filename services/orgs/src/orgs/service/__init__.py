@@ -25,12 +25,13 @@ and rolls back when it raises.
 
 from orgs.service.account_deletion import AccountDeletionService, refuse_deleted_account
 from orgs.service.invitations import InvitationIssued, InvitationService
-from orgs.service.members import MemberService, MemberView
+from orgs.service.members import MemberService, MemberView, MemberViews
 from orgs.service.organizations import (
     OrgAccess,
     OrganizationService,
     OrganizationViews,
     OrgView,
+    ReadAccess,
 )
 
 __all__ = [
@@ -39,9 +40,11 @@ __all__ = [
     "InvitationService",
     "MemberService",
     "MemberView",
+    "MemberViews",
     "OrgAccess",
     "OrgView",
     "OrganizationService",
     "OrganizationViews",
+    "ReadAccess",
     "refuse_deleted_account",
 ]

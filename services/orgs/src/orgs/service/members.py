@@ -20,11 +20,11 @@ from orgs.clients.users import UserProfile, UsersClient
 from orgs.errors import AlreadyMember, LastOwner, MemberNotFound, OrgNotFound, UserNotFound
 from orgs.events import Target, record_org_event
 from orgs.models import Membership
-from orgs.repository import MembershipRepository, OrganizationRepository
+from orgs.repository import MembershipRepository, OrganizationRepository, OrgReads
 from orgs.revocation import MemberTokenRevocation
 from orgs.roles import OrgRole, authorize_change, authorize_removal, check_grant
 from orgs.service.account_deletion import refuse_deleted_account
-from orgs.service.organizations import OrgAccess
+from orgs.service.organizations import OrgAccess, ReadAccess
 from platform_common.pagination import PageParams
 from platform_common.security import check_permission
 
@@ -48,6 +48,39 @@ class MemberView:
         )
 
 
+class MemberViews:
+    """The members page without a session: one direct read for the page (the org and its
+    total came with the caller's access, orgs.service.OrganizationViews) and the names
+    from the users client's shared cache (null for a user the users service no longer
+    knows)."""
+
+    def __init__(self, reads: OrgReads, users: UsersClient) -> None:
+        self.reads = reads
+        self.users = users
+
+    async def page(self, org: ReadAccess, page: PageParams) -> tuple[list[MemberView], int]:
+        total = org.member_count
+        if total == 0 or page.offset >= total:
+            return [], total
+        rows = await self.reads.members_page(
+            org.access.org.id, offset=page.offset, limit=page.limit
+        )
+        profiles = await self.users.lookup([row["user_id"] for row in rows])
+        views = []
+        for row in rows:
+            profile = profiles.get(row["user_id"])
+            views.append(
+                MemberView(
+                    row["user_id"],
+                    profile.name if profile else None,
+                    profile.email if profile else None,
+                    OrgRole(row["role"]),
+                    row["joined_at"],
+                )
+            )
+        return views, total
+
+
 class MemberService:
     def __init__(
         self,
@@ -62,16 +95,6 @@ class MemberService:
         self.users = users
         self.user_orgs = user_orgs
         self.tokens = tokens
-
-    async def list_members(
-        self, access: OrgAccess, page: PageParams
-    ) -> tuple[list[MemberView], int]:
-        rows, total = await self.members.list_for_org(
-            access.org.id, offset=page.offset, limit=page.limit
-        )
-        # One batched lookup per page (a page holds at most 100, the lookup's limit).
-        profiles = await self.users.lookup([row.user_id for row in rows])
-        return [MemberView.of(row, profiles.get(row.user_id)) for row in rows], total
 
     async def add(self, access: OrgAccess, user_id: uuid.UUID, role: OrgRole) -> MemberView:
         check_grant(access.effective_role, role)

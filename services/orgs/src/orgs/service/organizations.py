@@ -97,14 +97,27 @@ def access_of(org: Organization, role: OrgRole | None, principal: Principal) -> 
     return access
 
 
+@dataclass(frozen=True)
+class ReadAccess:
+    """An org resolved for a caller who may read it (OrganizationViews), with its size."""
+
+    access: OrgAccess
+    member_count: int
+
+    @property
+    def view(self) -> OrgView:
+        return OrgView.of(self.access.org, self.access.role, self.member_count)
+
+
 class OrganizationViews:
-    """`GET /orgs/{slug}` as one direct read (orgs.repository.OrgReads), no session: the
-    same checks as `OrganizationService.resolve` followed by `get`."""
+    """The reads of an org's page and its members' page, each resolved in one direct read
+    (orgs.repository.OrgReads), no session: the checks of `OrganizationService.resolve`
+    and the permission's."""
 
     def __init__(self, reads: OrgReads) -> None:
         self.reads = reads
 
-    async def view(self, principal: Principal, slug: str, permission: str) -> OrgView:
+    async def access(self, principal: Principal, slug: str, permission: str) -> ReadAccess:
         check_slug(principal, slug)
         row = await self.reads.org_for_caller(slug, principal.user_id)
         if row is None:
@@ -116,7 +129,7 @@ class OrganizationViews:
         role = OrgRole(row["role"]) if row["role"] is not None else None
         access = access_of(org, role, principal)
         check_permission(access.permissions, permission)
-        return OrgView.of(org, access.role, row["member_count"])
+        return ReadAccess(access, row["member_count"])
 
 
 class OrganizationService:
