@@ -35,7 +35,12 @@ from auth.events import (
 )
 from auth.models import RefreshToken, User, UserSession
 from auth.passwords import PasswordHasher
-from auth.repository import RefreshTokenRepository, UserRepository, UserSessionRepository
+from auth.repository import (
+    RefreshTokenRepository,
+    Rotation,
+    UserRepository,
+    UserSessionRepository,
+)
 from auth.schemas import LoginTokens, TokenPair
 from auth.throttle import LoginRateLimited, LoginThrottle
 from auth.tokens import TokenIssuer
@@ -220,10 +225,10 @@ class SessionService:
         )
 
     def _pair(
-        self, user: User, session_id: uuid.UUID, refresh_token: str, now: datetime
+        self, user: User | Rotation, session_id: uuid.UUID, refresh_token: str, now: datetime
     ) -> TokenPair:
         access = self.issuer.user_token(
-            user_id=user.id,
+            user_id=user.id if isinstance(user, User) else user.user_id,
             session_id=session_id,
             role=user.role,
             email=user.email,
@@ -245,8 +250,27 @@ class SessionService:
 
         A token that was already rotated means it leaked (or a client raced itself): the
         whole session is ended, so whoever holds the newer token is logged out too.
+
+        The ordinary case (an unused, unexpired token of a live session of an active user)
+        is one statement (`RefreshTokenRepository.rotate`); any other token is looked at
+        step by step (`_refresh_checked`), which answers as every case requires.
         """
         now = utcnow()
+        refresh = new_token()
+        rotation = await RefreshTokenRepository(db).rotate(
+            hash_token(refresh_token), uuid.uuid4(), refresh.hash, now
+        )
+        if rotation is None:
+            return await self._refresh_checked(db, refresh_token, now)
+        return self._pair(rotation, rotation.session_id, refresh.value, now)
+
+    async def _refresh_checked(
+        self, db: AsyncSession, refresh_token: str, now: datetime
+    ) -> TokenPair:
+        """A token that did not rotate in one statement: unknown, expired, of an ended
+        session or a disabled account (refused), or already rotated (within the reuse grace:
+        a new pair; otherwise reuse, and the session is ended), or one rotated by a
+        concurrent request a moment ago."""
         tokens = RefreshTokenRepository(db)
         stored = await tokens.get_by_hash(hash_token(refresh_token))
         if stored is None:
