@@ -78,17 +78,17 @@ class Counts:
                 self.sql[" ".join(statement.split())[:90]] += 1
 
         event.listen(engine.sync_engine, "before_cursor_execute", before)
-        event.listen(
-            engine.sync_engine, "begin", lambda conn: self.enabled and self.sql.update(["BEGIN"])
-        )
-        event.listen(
-            engine.sync_engine, "commit", lambda conn: self.enabled and self.sql.update(["COMMIT"])
-        )
-        event.listen(
-            engine.sync_engine,
-            "rollback",
-            lambda conn: self.enabled and self.sql.update(["ROLLBACK"]),
-        )
+
+        def transaction(name: str) -> Callable[[Any], None]:
+            def count(conn: Any) -> None:
+                if self.enabled:  # in autocommit asyncpg sends no BEGIN, COMMIT or ROLLBACK
+                    sent = conn.connection.dbapi_connection.isolation_level != "autocommit"
+                    self.sql[name if sent else f"{name} (autocommit: not sent)"] += 1
+
+            return count
+
+        for name in ("begin", "commit", "rollback"):
+            event.listen(engine.sync_engine, name, transaction(name.upper()))
 
         from redis.asyncio.connection import AbstractConnection
 

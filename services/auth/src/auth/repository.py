@@ -183,21 +183,23 @@ class RefreshTokenRepository(Repository[RefreshToken]):
     async def rotate(
         self, token_hash: str, new_id: uuid.UUID, new_hash: str, now: datetime
     ) -> Rotation | None:
-        """An ordinary rotation in one statement (`_ROTATE`); None when the token is not one
-        that rotates plainly (unknown, used, expired, its session ended, its user disabled):
-        nothing has been changed then, and the caller looks closer.
-
-        Outside a transaction the statement runs on a connection of its own in autocommit: a
-        single round trip, no BEGIN and COMMIT, and no row lock held past the statement. In
-        the session's transaction (a caller that has already written), it runs there."""
+        """An ordinary rotation in one statement (`_ROTATE`), in the session's transaction;
+        None when the token is not one that rotates plainly (unknown, used, expired, its
+        session ended, its user disabled): nothing has been changed then."""
         params = {"token_hash": token_hash, "new_id": new_id, "new_hash": new_hash, "now": now}
-        bind = self.session.bind
-        if self.session.in_transaction() or not isinstance(bind, AsyncEngine):
-            row = (await self.session.execute(_ROTATE, params)).first()
-        else:
-            async with bind.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                row = (await conn.execute(_ROTATE, params)).first()
+        row = (await self.session.execute(_ROTATE, params)).first()
+        return Rotation(*row) if row is not None else None
+
+    @staticmethod
+    async def rotate_autocommitted(
+        autocommit: AsyncEngine, token_hash: str, new_id: uuid.UUID, new_hash: str, now: datetime
+    ) -> Rotation | None:
+        """`rotate` on a connection of its own in autocommit (`autocommit`: the engine with
+        isolation_level AUTOCOMMIT): the statement commits as it runs, so a rotation is a
+        single round trip (no BEGIN, no COMMIT) and holds no row lock past it."""
+        params = {"token_hash": token_hash, "new_id": new_id, "new_hash": new_hash, "now": now}
+        async with autocommit.connect() as conn:
+            row = (await conn.execute(_ROTATE, params)).first()
         return Rotation(*row) if row is not None else None
 
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
