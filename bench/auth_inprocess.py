@@ -2,7 +2,7 @@
 PostgreSQL and Redis: no server, no load generator, so the figure is the app's own cost.
 
     uv run python bench/auth_inprocess.py [--requests 4000] [--concurrency 32] [--only refresh]
-        [--rounds 3] [--count] [--py-spy /tmp/auth-profile]
+        [--rounds 3] [--count] [--floor] [--py-spy /tmp/auth-profile]
 
 Modelled on bench/inprocess.py. Builds auth's app with production-like settings (rate
 limiting, the deadline layer, the metrics, Argon2's production cost, a generated P-256
@@ -302,6 +302,9 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only", choices=["refresh", "client_credentials"])
+    parser.add_argument(
+        "--floor", action="store_true", help="also GET /jwks.json: auth's stack, no work"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measure each scenario this often")
     parser.add_argument(
         "--count", action="store_true", help="count SQL statements and Redis commands"
@@ -376,7 +379,13 @@ async def main() -> None:
         async def ping(lane: int) -> tuple[int, bytes]:
             return await bare.request("GET", "/ping")
 
+        async def jwks(lane: int) -> tuple[int, bytes]:
+            return await auth.request("GET", "/api/v1/auth/jwks.json")
+
         calls: list[tuple[str, str, Call]] = [("bare", "bare FastAPI /ping", ping)]
+        if args.floor:
+            # auth's stack alone (middleware, rate limit, routing): no database, no signature.
+            calls.append(("jwks", "auth GET /jwks.json (floor)", jwks))
         if args.only in (None, "refresh"):
             calls.append(("refresh", "auth POST /refresh", refresh))
         if args.only in (None, "client_credentials"):
