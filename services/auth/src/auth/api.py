@@ -27,6 +27,7 @@ from auth.dependencies import (
     TokenIntrospectionDep,
     TokenRequestForm,
     WakesOutbox,
+    request_session,
 )
 from auth.schemas import (
     AccountDeletion,
@@ -92,8 +93,14 @@ async def login(
 
 
 @router.post("/refresh", response_model=TokenPair)
-async def refresh(data: RefreshRequest, db: SessionDep, sessions: SessionServiceDep) -> Any:
-    return await sessions.refresh(db, data.refresh_token)
+async def refresh(request: Request, data: RefreshRequest, sessions: SessionServiceDep) -> Any:
+    # An ordinary rotation is one statement that commits on its own: no session. Any other
+    # token is checked step by step in the request's session (as SessionDep's).
+    pair = await sessions.rotate(data.refresh_token)
+    if pair is not None:
+        return pair
+    async with request_session(request) as db:
+        return await sessions.refresh_checked(db, data.refresh_token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -419,8 +426,8 @@ async def openid_configuration(settings: SettingsDep, keyring: KeyRingDep) -> An
     openapi_extra={"security": [{}]},
 )
 async def token(
+    request: Request,
     basic: ClientBasicDep,
-    db: SessionDep,
     sessions: SessionServiceDep,
     clients: ClientCredentialsDep,
     client: ClientInfoDep,
@@ -428,4 +435,9 @@ async def token(
     # invalid_request, not a 422.
     form: TokenRequestForm = TokenRequest(),
 ) -> Any:
-    return await oauth2.grant(form, basic, db=db, sessions=sessions, clients=clients, client=client)
+    if form.grant_type == "client_credentials":  # the clients are settings: no database
+        return oauth2.client_credentials(form, basic, clients)
+    async with request_session(request) as db:
+        return await oauth2.grant(
+            form, basic, db=db, sessions=sessions, clients=clients, client=client
+        )

@@ -101,6 +101,7 @@ def create_app(
             ),
             revocations=platform.revocations,
             registry=platform.metrics_registry,
+            engine=platform.engine,
         )
         app.state.session_service = sessions
         app.state.account_service = AccountService(hasher=hasher, sessions=sessions)

@@ -3,6 +3,7 @@ holds in its state, so that no handler reads `request.app.state`."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -27,9 +28,16 @@ from auth.service import (
 from auth.service.account_mail import AccountMailService
 from auth.service.introspection import Revoker, TokenIntrospection
 from platform_common.client_address import ClientAddressDep
+from platform_common.db import get_session
 from platform_common.errors import Forbidden
 from platform_common.security import get_principal, get_session_user, oauth2_scheme
 from platform_common.state import platform_state
+
+# The request's session exactly as `SessionDep` gives it (platform_common.db.get_session:
+# committed when the block ends, rolled back when it raises unless the error commits its
+# changes), opened only where a handler needs one (`async with request_session(request) as
+# db`): on the paths that do not, a request costs no session and no commit at all.
+request_session = contextlib.asynccontextmanager(get_session)
 
 
 def _app_state(name: str) -> Callable[[Request], Any]:

@@ -96,18 +96,9 @@ async def grant(
                 return oauth_error(400, "invalid_request", "refresh_token is required")
             return await sessions.refresh(db, form.refresh_token)
         if form.grant_type == "client_credentials":
-            client_id, secret = (
-                (basic.username, basic.password) if basic else (form.client_id, form.client_secret)
-            )
-            if not client_id or not secret:
-                return oauth_error(
-                    401, "invalid_client", "client authentication is required", CLIENT_CHALLENGE
-                )
-            return clients.issue(client_id, secret, form.scope)
+            return client_credentials(form, basic, clients)
     except (InvalidCredentials, InvalidRefreshToken, AccountDisabled) as exc:
         return oauth_error(400, "invalid_grant", exc.detail)
-    except InvalidClient as exc:
-        return oauth_error(401, "invalid_client", exc.detail, CLIENT_CHALLENGE)
     except LoginRateLimited as exc:
         return oauth_error(429, "slow_down", exc.detail, {"Retry-After": str(exc.retry_after)})
     if not form.grant_type:
@@ -115,3 +106,21 @@ async def grant(
     return oauth_error(
         400, "unsupported_grant_type", f"grant_type '{form.grant_type}' is not supported"
     )
+
+
+def client_credentials(
+    form: TokenRequest, basic: HTTPBasicCredentials | None, clients: ClientCredentials
+) -> ServiceToken | JSONResponse:
+    """The client_credentials grant: needs no database, so `auth.api.token` serves it
+    without a session."""
+    client_id, secret = (
+        (basic.username, basic.password) if basic else (form.client_id, form.client_secret)
+    )
+    if not client_id or not secret:
+        return oauth_error(
+            401, "invalid_client", "client authentication is required", CLIENT_CHALLENGE
+        )
+    try:
+        return clients.issue(client_id, secret, form.scope)
+    except InvalidClient as exc:
+        return oauth_error(401, "invalid_client", exc.detail, CLIENT_CHALLENGE)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.models import (
     AccountToken,
@@ -129,8 +131,76 @@ class UserSessionRepository(Repository[UserSession]):
         )
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """What a rotated refresh token's new access token is issued from: its session and the
+    session's user."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    role: str
+    email: str
+    email_verified: bool
+    name: str
+
+
+# The whole of an ordinary rotation in one statement: the presented token is retired (when it
+# is unused and unexpired, its session live and its user active), its successor inserted
+# with the session's expiry, and the session's last use recorded. No row: one of those
+# conditions does not hold, and nothing was changed. A concurrent rotation of the same token
+# waits for the row and then finds it retired (no row), as `mark_rotated` does.
+_ROTATE = text(
+    """
+    WITH rotated AS (
+        UPDATE refresh_tokens AS rt SET rotated_at = CAST(:now AS timestamptz)
+        FROM sessions AS s JOIN users AS u ON u.id = s.user_id
+        WHERE rt.token_hash = :token_hash
+          AND rt.rotated_at IS NULL
+          AND rt.expires_at > CAST(:now AS timestamptz)
+          AND s.id = rt.session_id
+          AND s.ended_at IS NULL
+          AND s.expires_at > CAST(:now AS timestamptz)
+          AND u.is_active
+        RETURNING rt.session_id, s.expires_at, u.id AS user_id, u.role, u.email,
+                  u.email_verified, u.name
+    ), issued AS (
+        INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+        SELECT CAST(:new_id AS uuid), session_id, CAST(:new_hash AS varchar),
+               CAST(:now AS timestamptz), expires_at
+        FROM rotated
+    ), touched AS (
+        UPDATE sessions SET last_used_at = CAST(:now AS timestamptz)
+        FROM rotated WHERE sessions.id = rotated.session_id
+    )
+    SELECT session_id, user_id, role, email, email_verified, name FROM rotated
+    """
+)
+
+
 class RefreshTokenRepository(Repository[RefreshToken]):
     model = RefreshToken
+
+    async def rotate(
+        self, token_hash: str, new_id: uuid.UUID, new_hash: str, now: datetime
+    ) -> Rotation | None:
+        """An ordinary rotation in one statement (`_ROTATE`), in the session's transaction;
+        None when the token is not one that rotates plainly (unknown, used, expired, its
+        session ended, its user disabled): nothing has been changed then."""
+        params = {"token_hash": token_hash, "new_id": new_id, "new_hash": new_hash, "now": now}
+        row = (await self.session.execute(_ROTATE, params)).first()
+        return Rotation(*row) if row is not None else None
+
+    @staticmethod
+    async def rotate_autocommitted(
+        autocommit: AsyncEngine, token_hash: str, new_id: uuid.UUID, new_hash: str, now: datetime
+    ) -> Rotation | None:
+        """`rotate` on a connection of its own in autocommit (`autocommit`: the engine with
+        isolation_level AUTOCOMMIT): the statement commits as it runs, so a rotation is a
+        single round trip (no BEGIN, no COMMIT) and holds no row lock past it."""
+        params = {"token_hash": token_hash, "new_id": new_id, "new_hash": new_hash, "now": now}
+        async with autocommit.connect() as conn:
+            row = (await conn.execute(_ROTATE, params)).first()
+        return Rotation(*row) if row is not None else None
 
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
         return await self.one_or_none(

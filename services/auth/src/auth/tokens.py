@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jose import jwt
+from jose import jwk
+from jose.backends.base import Key
 
-from auth.keys import KeyRing
+from auth.keys import KeyRing, SigningKey
 from platform_common.permissions import permissions_for
 
 SERVICE_SUBJECT_PREFIX = "svc:"
@@ -26,17 +29,41 @@ class OrgClaims:
     checked_at_ms: int
 
 
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+class _Signer:
+    """What `jose.jwt.encode(claims, private_pem, algorithm, headers={"kid": ...})` does for
+    every token, with the per-key work done once: the key parsed from its PEM (jose's key
+    object, which signs exactly as `jwt.encode` does) and the encoded header, byte for byte
+    jose's (`{"alg","kid","typ":"JWT"}`, sorted, compact). The payload is jose's too: the
+    claims as compact JSON, in their order."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self.kid = key.kid
+        self.key: Key = jwk.construct(key.private_pem, key.algorithm)
+        header = {"typ": "JWT", "alg": key.algorithm, "kid": key.kid}
+        self.header = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = self.header + b"." + payload
+        return (signing_input + b"." + _b64url(self.key.sign(signing_input))).decode()
+
+
 class TokenIssuer:
     def __init__(self, keys: KeyRing, *, issuer: str, audience: str) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self._signer: _Signer | None = None
 
     def _sign(self, claims: dict[str, Any]) -> str:
-        key = self.keys.current
-        return str(
-            jwt.encode(claims, key.private_pem, algorithm=key.algorithm, headers={"kid": key.kid})
-        )
+        signer = self._signer
+        if signer is None or signer.kid != self.keys.current.kid:
+            signer = self._signer = _Signer(self.keys.current)
+        return signer.sign(claims)
 
     def _base_claims(self, subject: str, now: datetime, ttl: timedelta) -> dict[str, Any]:
         return {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from auth.config import AuthSettings
 from auth.emails import normalize_email
@@ -35,7 +35,12 @@ from auth.events import (
 )
 from auth.models import RefreshToken, User, UserSession
 from auth.passwords import PasswordHasher
-from auth.repository import RefreshTokenRepository, UserRepository, UserSessionRepository
+from auth.repository import (
+    RefreshTokenRepository,
+    Rotation,
+    UserRepository,
+    UserSessionRepository,
+)
 from auth.schemas import LoginTokens, TokenPair
 from auth.throttle import LoginRateLimited, LoginThrottle
 from auth.tokens import TokenIssuer
@@ -71,7 +76,13 @@ class SessionService:
         throttle: LoginThrottle,
         revocations: RevocationStore,
         registry: CollectorRegistry | None = None,
+        engine: AsyncEngine | None = None,
     ) -> None:
+        # The ordinary refresh-token rotation commits on its own (`rotate`); None: always in
+        # the caller's session.
+        self.autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if engine is not None else None
+        )
         # Outcomes the request metrics cannot tell apart (401 vs 429 are both "4xx").
         self.login_attempts = Counter(
             "auth_login_attempts",
@@ -220,10 +231,10 @@ class SessionService:
         )
 
     def _pair(
-        self, user: User, session_id: uuid.UUID, refresh_token: str, now: datetime
+        self, user: User | Rotation, session_id: uuid.UUID, refresh_token: str, now: datetime
     ) -> TokenPair:
         access = self.issuer.user_token(
-            user_id=user.id,
+            user_id=user.id if isinstance(user, User) else user.user_id,
             session_id=session_id,
             role=user.role,
             email=user.email,
@@ -245,7 +256,44 @@ class SessionService:
 
         A token that was already rotated means it leaked (or a client raced itself): the
         whole session is ended, so whoever holds the newer token is logged out too.
+
+        The ordinary case is one statement (`rotate`); any other token is looked at step by
+        step (`refresh_checked`), which answers as each case requires.
         """
+        pair = await self.rotate(refresh_token, db)
+        if pair is None:
+            pair = await self.refresh_checked(db, refresh_token)
+        return pair
+
+    async def rotate(self, refresh_token: str, db: AsyncSession | None = None) -> TokenPair | None:
+        """The ordinary rotation (an unused, unexpired token of a live session of an active
+        account) in one statement; None for any other token, and nothing changed: then
+        `refresh_checked` answers. Without a session (or in one that has not begun a
+        transaction) the statement runs on a connection of its own in autocommit, so the
+        request needs no session, BEGIN or COMMIT at all; in a session's transaction it runs
+        there."""
+        now = utcnow()
+        refresh = new_token()
+        token_hash, new_id = hash_token(refresh_token), uuid.uuid4()
+        if db is not None and (db.in_transaction() or self.autocommit is None):
+            rotation = await RefreshTokenRepository(db).rotate(
+                token_hash, new_id, refresh.hash, now
+            )
+        elif self.autocommit is not None:
+            rotation = await RefreshTokenRepository.rotate_autocommitted(
+                self.autocommit, token_hash, new_id, refresh.hash, now
+            )
+        else:
+            return None
+        if rotation is None:
+            return None
+        return self._pair(rotation, rotation.session_id, refresh.value, now)
+
+    async def refresh_checked(self, db: AsyncSession, refresh_token: str) -> TokenPair:
+        """A token that did not rotate in one statement: unknown, expired, of an ended
+        session or a disabled account (refused), or already rotated (within the reuse grace:
+        a new pair; otherwise reuse, and the session is ended), or one rotated by a
+        concurrent request a moment ago."""
         now = utcnow()
         tokens = RefreshTokenRepository(db)
         stored = await tokens.get_by_hash(hash_token(refresh_token))
