@@ -85,15 +85,16 @@ this service yet, the profile is created here from the token's `email` and `name
         },
     },
 )
-async def get_me(
-    user: CurrentUser, db: SessionDep, users: UsersServiceDep, response: Response
-) -> Any:
-    me = await users.me(db, user)
+async def get_me(user: CurrentUser, users: UsersServiceDep, response: Response) -> Any:
+    me = await users.me(user)
     if me.organizations is None:
         response.headers["Warning"] = ORGS_UNAVAILABLE_WARNING
-    return MeRead.model_validate(
-        {**ProfileRead.model_validate(me.profile).model_dump(), "organizations": me.organizations}
+    profile = (
+        me.profile
+        if isinstance(me.profile, dict)
+        else ProfileRead.model_validate(me.profile).model_dump()
     )
+    return {**profile, "organizations": me.organizations}
 
 
 @router.patch(

@@ -35,7 +35,7 @@ async def get_users_service(connection: HTTPConnection) -> UsersService:
         SharedCache(platform.redis, USER_ORGS),
         SharedCache(platform.redis, USER_CARDS),
         profiles=ProfileReads(platform.reader),
-        read_sessions=platform.read_sessionmaker,
+        sessions=platform.sessionmaker,
     )
 
 

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Me:
-    profile: Profile
+    profile: Profile | dict[str, Any]  # a direct read's row, or the profile just provisioned
     # None when orgs could not answer: the profile is still served (degraded).
     organizations: list[OrganizationSummary] | None
 
@@ -62,12 +62,12 @@ class UsersService:
         user_cards: SharedCache,
         *,
         profiles: ProfileReads,
-        read_sessions: async_sessionmaker[AsyncSession],
+        sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.orgs = orgs
-        # The hot reads, straight on asyncpg; `read_sessions` for the rare provisioning.
+        # The hot reads, straight on asyncpg; `sessions` for the rare provisioning.
         self.profiles = profiles
-        self.read_sessions = read_sessions
+        self.sessions = sessions
         # Each user's organizations as orgs last answered, invalidated by orgs on change.
         self.user_orgs = user_orgs
         # Names and emails orgs shows on member lists: invalidated here on every change.
@@ -105,11 +105,18 @@ class UsersService:
             raise ProfileNotFound
         return profile
 
-    async def me(self, db: AsyncSession, principal: Principal) -> Me:
+    async def provision(self, principal: Principal) -> Profile:
+        """`get_or_provision` in a transaction of its own: what the direct read did not find."""
+        async with self.sessions() as db:
+            profile = await self.get_or_provision(db, principal)
+            await db.commit()
+            return profile
+
+    async def me(self, principal: Principal) -> Me:
         # orgs first: a slow orgs then does not hold a database connection while we wait.
         organizations = await self.organizations_of_caller(principal)
-        profile = await self.get_or_provision(db, principal)
-        return Me(profile, organizations)
+        profile = await self.profiles.get(principal.user_id)
+        return Me(profile or await self.provision(principal), organizations)
 
     async def organizations_of_caller(
         self, principal: Principal
@@ -165,8 +172,7 @@ class UsersService:
             return profile
         if not own:
             raise ProfileNotFound
-        async with self.read_sessions() as db:
-            return await self.get_or_provision(db, principal)
+        return await self.provision(principal)
 
     async def lookup(self, db: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Profile]:
         """The profiles that exist, in the order asked, each once."""
