@@ -40,6 +40,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from inprocess import Driver  # bench/ is this script's folder, on sys.path
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -193,44 +194,7 @@ def settings(url: str, keys: Path, overrides: dict[str, str]) -> Any:
     return AuthSettings(**values)
 
 
-class Driver:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: bytes = b"application/json"
-    ) -> tuple[int, bytes]:
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        headers = [(b"host", b"bench"), (b"user-agent", b"bench")]
-        if body:
-            headers += [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ]
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await self.app(scope, receive, send)
-        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+BENCH_HEADERS = [(b"host", b"bench"), (b"user-agent", b"bench")]
 
 
 def start_sampling(raw: Path) -> subprocess.Popen[bytes]:
@@ -341,7 +305,7 @@ async def main() -> None:
     async with LifespanManager(app) as manager:
         if counts is not None:
             counts.install(platform_state(app).engine)
-        auth = Driver(manager.app)
+        auth = Driver(manager.app, BENCH_HEADERS)
         email = "alice@bench.example"
         status, body = await auth.request(
             "POST",
@@ -374,7 +338,7 @@ async def main() -> None:
         sys.path.insert(0, str(ROOT / "bench"))
         from baseline import create_app as create_bare
 
-        bare = Driver(create_bare())
+        bare = Driver(create_bare(), BENCH_HEADERS)
 
         async def ping(lane: int) -> tuple[int, bytes]:
             return await bare.request("GET", "/ping")

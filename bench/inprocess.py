@@ -66,10 +66,15 @@ def settings_for(url: str) -> dict[str, Any]:
 
 
 class Driver:
+    """One request at a time straight through an ASGI app, with these headers (bench/
+    auth_inprocess.py uses it too)."""
+
     def __init__(self, app: Any, headers: list[tuple[bytes, bytes]]) -> None:
         self.app, self.headers = app, headers
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", content_type: bytes = b"application/json"
+    ) -> tuple[int, bytes]:
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
@@ -80,7 +85,10 @@ class Driver:
 
         headers = list(self.headers)
         if body:
-            headers.append((b"content-type", b"application/json"))
+            headers += [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ]
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
